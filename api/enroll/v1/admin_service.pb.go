@@ -7,6 +7,7 @@
 package enrollv1
 
 import (
+	_ "github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2/options"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1345,7 +1346,7 @@ type ExportedCode struct {
 	// The code in display form XXXX-XXXX-XXXX-XXXX.
 	Code string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
 	// Redeem-by instant.
-	RedeemTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=redeem_time,json=redeemTime,proto3" json:"redeem_time,omitempty"`
+	RedeemByTime  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=redeem_by_time,json=redeemByTime,proto3" json:"redeem_by_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1401,9 +1402,9 @@ func (x *ExportedCode) GetCode() string {
 	return ""
 }
 
-func (x *ExportedCode) GetRedeemTime() *timestamppb.Timestamp {
+func (x *ExportedCode) GetRedeemByTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.RedeemTime
+		return x.RedeemByTime
 	}
 	return nil
 }
@@ -1678,7 +1679,7 @@ var File_enroll_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1denroll/v1/admin_service.proto\x12\tenroll.v1\x1a\x19enroll/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x01\n" +
+	"\x1denroll/v1/admin_service.proto\x12\tenroll.v1\x1a\x19enroll/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a.protoc-gen-openapiv2/options/annotations.proto\"\x92\x01\n" +
 	"\x15CreateIncidentRequest\x124\n" +
 	"\bincident\x18\x01 \x01(\v2\x13.enroll.v1.IncidentB\x03\xe0A\x02R\bincident\x12$\n" +
 	"\vincident_id\x18\x02 \x01(\tB\x03\xe0A\x02R\n" +
@@ -1764,13 +1765,12 @@ const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"\x10GetBatchResponse\x12&\n" +
 	"\x05batch\x18\x01 \x01(\v2\x10.enroll.v1.BatchR\x05batch\"2\n" +
 	"\x17ExportBatchCodesRequest\x12\x17\n" +
-	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"\x9a\x01\n" +
+	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\"\x9f\x01\n" +
 	"\fExportedCode\x12!\n" +
 	"\fexternal_ref\x18\x01 \x01(\tR\vexternalRef\x12\x16\n" +
 	"\x06cohort\x18\x02 \x01(\tR\x06cohort\x12\x12\n" +
-	"\x04code\x18\x03 \x01(\tR\x04code\x12;\n" +
-	"\vredeem_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"redeemTime\"I\n" +
+	"\x04code\x18\x03 \x01(\tR\x04code\x12@\n" +
+	"\x0eredeem_by_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fredeemByTime\"I\n" +
 	"\x18ExportBatchCodesResponse\x12-\n" +
 	"\x05codes\x18\x01 \x03(\v2\x17.enroll.v1.ExportedCodeR\x05codes\"Q\n" +
 	"\x17PurgeBatchExportRequest\x12\x17\n" +
@@ -1803,7 +1803,10 @@ const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"\x10ExportBatchCodes\x12\".enroll.v1.ExportBatchCodesRequest\x1a#.enroll.v1.ExportBatchCodesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{name=batches/*}:exportCodes0\x01\x12\x88\x01\n" +
 	"\x10PurgeBatchExport\x12\".enroll.v1.PurgeBatchExportRequest\x1a#.enroll.v1.PurgeBatchExportResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=batches/*}:purgeExport\x12\x85\x01\n" +
 	"\n" +
-	"RevokeCode\x12\x1c.enroll.v1.RevokeCodeRequest\x1a\x1d.enroll.v1.RevokeCodeResponse\":\x82\xd3\xe4\x93\x024:\x01*\"//v1/{subject=incidents/*/subjects/*}:revokeCodeB4Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
+	"RevokeCode\x12\x1c.enroll.v1.RevokeCodeRequest\x1a\x1d.enroll.v1.RevokeCodeResponse\":\x82\xd3\xe4\x93\x024:\x01*\"//v1/{subject=incidents/*/subjects/*}:revokeCodeB\x93\x03\x92A\xdb\x02\x12\x91\x02\n" +
+	"\"Identity-protection enrollment API\x12\xe6\x01Issue, redeem, activate and report enrollment codes for a breach's identity-protection offer. Authenticate with POST /v1/token (client credentials) and send Authorization: Bearer <token>; the /v1/redemption:* endpoints are public.2\x02v1ZE\n" +
+	"C\n" +
+	"\x06bearer\x129\b\x02\x12$Bearer <access_token from /v1/token>\x1a\rAuthorization \x02Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
 
 var (
 	file_enroll_v1_admin_service_proto_rawDescOnce sync.Once
@@ -1872,7 +1875,7 @@ var file_enroll_v1_admin_service_proto_depIdxs = []int32{
 	16, // 12: enroll.v1.ImportSubjectsResponse.errors:type_name -> enroll.v1.ImportError
 	33, // 13: enroll.v1.IssueCodesResponse.batch:type_name -> enroll.v1.Batch
 	33, // 14: enroll.v1.GetBatchResponse.batch:type_name -> enroll.v1.Batch
-	34, // 15: enroll.v1.ExportedCode.redeem_time:type_name -> google.protobuf.Timestamp
+	34, // 15: enroll.v1.ExportedCode.redeem_by_time:type_name -> google.protobuf.Timestamp
 	23, // 16: enroll.v1.ExportBatchCodesResponse.codes:type_name -> enroll.v1.ExportedCode
 	33, // 17: enroll.v1.PurgeBatchExportResponse.batch:type_name -> enroll.v1.Batch
 	35, // 18: enroll.v1.RevokeCodeResponse.state:type_name -> enroll.v1.CodeState

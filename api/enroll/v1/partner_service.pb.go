@@ -79,7 +79,7 @@ type VerifyCodeResponse struct {
 	// Every cohort of the person, `incidents/{incident}/cohorts/{cohort}`.
 	Cohorts []string `protobuf:"bytes,3,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
 	// Redeem-by instant.
-	RedeemTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=redeem_time,json=redeemTime,proto3" json:"redeem_time,omitempty"`
+	RedeemByTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=redeem_by_time,json=redeemByTime,proto3" json:"redeem_by_time,omitempty"`
 	// Months of coverage from activation.
 	CoverageMonths int32 `protobuf:"varint,5,opt,name=coverage_months,json=coverageMonths,proto3" json:"coverage_months,omitempty"`
 	// The enrollment made with the code, `enrollments/{enrollment}`, once redeemed.
@@ -139,9 +139,9 @@ func (x *VerifyCodeResponse) GetCohorts() []string {
 	return nil
 }
 
-func (x *VerifyCodeResponse) GetRedeemTime() *timestamppb.Timestamp {
+func (x *VerifyCodeResponse) GetRedeemByTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.RedeemTime
+		return x.RedeemByTime
 	}
 	return nil
 }
@@ -597,13 +597,12 @@ const file_enroll_v1_partner_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1fenroll/v1/partner_service.proto\x12\tenroll.v1\x1a\x19enroll/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n" +
 	"\x11VerifyCodeRequest\x12\x1a\n" +
-	"\x04code\x18\x01 \x01(\tB\x06\xe0A\x02\xe0A\x04R\x04code\"\xfc\x01\n" +
+	"\x04code\x18\x01 \x01(\tB\x06\xe0A\x02\xe0A\x04R\x04code\"\x81\x02\n" +
 	"\x12VerifyCodeResponse\x12*\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x14.enroll.v1.CodeStateR\x05state\x12\x1a\n" +
 	"\bincident\x18\x02 \x01(\tR\bincident\x12\x18\n" +
-	"\acohorts\x18\x03 \x03(\tR\acohorts\x12;\n" +
-	"\vredeem_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"redeemTime\x12'\n" +
+	"\acohorts\x18\x03 \x03(\tR\acohorts\x12@\n" +
+	"\x0eredeem_by_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fredeemByTime\x12'\n" +
 	"\x0fcoverage_months\x18\x05 \x01(\x05R\x0ecoverageMonths\x12\x1e\n" +
 	"\n" +
 	"enrollment\x18\x06 \x01(\tR\n" +
@@ -679,7 +678,7 @@ var file_enroll_v1_partner_service_proto_goTypes = []any{
 }
 var file_enroll_v1_partner_service_proto_depIdxs = []int32{
 	10, // 0: enroll.v1.VerifyCodeResponse.state:type_name -> enroll.v1.CodeState
-	11, // 1: enroll.v1.VerifyCodeResponse.redeem_time:type_name -> google.protobuf.Timestamp
+	11, // 1: enroll.v1.VerifyCodeResponse.redeem_by_time:type_name -> google.protobuf.Timestamp
 	12, // 2: enroll.v1.ActivateEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
 	12, // 3: enroll.v1.GetEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
 	13, // 4: enroll.v1.ListEnrollmentsRequest.state:type_name -> enroll.v1.EnrollmentState

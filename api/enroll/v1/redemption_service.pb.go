@@ -143,7 +143,7 @@ type CheckCodeResponse struct {
 	// Months of coverage from activation.
 	CoverageMonths int32 `protobuf:"varint,3,opt,name=coverage_months,json=coverageMonths,proto3" json:"coverage_months,omitempty"`
 	// Redeem-by instant.
-	RedeemTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=redeem_time,json=redeemTime,proto3" json:"redeem_time,omitempty"`
+	RedeemByTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=redeem_by_time,json=redeemByTime,proto3" json:"redeem_by_time,omitempty"`
 	// Every cohort the person belongs to.
 	Cohorts []*CohortOffer `protobuf:"bytes,5,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
 	// The monitoring partner's display name.
@@ -203,9 +203,9 @@ func (x *CheckCodeResponse) GetCoverageMonths() int32 {
 	return 0
 }
 
-func (x *CheckCodeResponse) GetRedeemTime() *timestamppb.Timestamp {
+func (x *CheckCodeResponse) GetRedeemByTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.RedeemTime
+		return x.RedeemByTime
 	}
 	return nil
 }
@@ -454,13 +454,12 @@ const file_enroll_v1_redemption_service_proto_rawDesc = "" +
 	"\x13recommended_actions\x18\x02 \x03(\tR\x12recommendedActions\x129\n" +
 	"\fexposed_data\x18\x03 \x03(\x0e2\x16.enroll.v1.ExposedDataR\vexposedData\".\n" +
 	"\x10CheckCodeRequest\x12\x1a\n" +
-	"\x04code\x18\x01 \x01(\tB\x06\xe0A\x02\xe0A\x04R\x04code\"\xb0\x02\n" +
+	"\x04code\x18\x01 \x01(\tB\x06\xe0A\x02\xe0A\x04R\x04code\"\xb5\x02\n" +
 	"\x11CheckCodeResponse\x12*\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x14.enroll.v1.CodeStateR\x05state\x12%\n" +
 	"\x0eincident_title\x18\x02 \x01(\tR\rincidentTitle\x12'\n" +
-	"\x0fcoverage_months\x18\x03 \x01(\x05R\x0ecoverageMonths\x12;\n" +
-	"\vredeem_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"redeemTime\x120\n" +
+	"\x0fcoverage_months\x18\x03 \x01(\x05R\x0ecoverageMonths\x12@\n" +
+	"\x0eredeem_by_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fredeemByTime\x120\n" +
 	"\acohorts\x18\x05 \x03(\v2\x16.enroll.v1.CohortOfferR\acohorts\x120\n" +
 	"\x14partner_display_name\x18\x06 \x01(\tR\x12partnerDisplayName\"N\n" +
 	"\x11RedeemCodeRequest\x12\x1a\n" +
@@ -516,7 +515,7 @@ var file_enroll_v1_redemption_service_proto_goTypes = []any{
 var file_enroll_v1_redemption_service_proto_depIdxs = []int32{
 	7,  // 0: enroll.v1.CohortOffer.exposed_data:type_name -> enroll.v1.ExposedData
 	8,  // 1: enroll.v1.CheckCodeResponse.state:type_name -> enroll.v1.CodeState
-	9,  // 2: enroll.v1.CheckCodeResponse.redeem_time:type_name -> google.protobuf.Timestamp
+	9,  // 2: enroll.v1.CheckCodeResponse.redeem_by_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: enroll.v1.CheckCodeResponse.cohorts:type_name -> enroll.v1.CohortOffer
 	10, // 4: enroll.v1.RedeemCodeResponse.enrollment:type_name -> enroll.v1.Enrollment
 	8,  // 5: enroll.v1.GetEnrollmentStatusResponse.code_state:type_name -> enroll.v1.CodeState

@@ -750,7 +750,7 @@ type Batch struct {
 	// Codes issued so far.
 	Issued int64 `protobuf:"varint,5,opt,name=issued,proto3" json:"issued,omitempty"`
 	// Redeem-by instant of every code in the batch.
-	RedeemTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=redeem_time,json=redeemTime,proto3" json:"redeem_time,omitempty"`
+	RedeemByTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=redeem_by_time,json=redeemByTime,proto3" json:"redeem_by_time,omitempty"`
 	// Client that started the batch, `clients/{client}`.
 	Creator string `protobuf:"bytes,7,opt,name=creator,proto3" json:"creator,omitempty"`
 	// When the batch started.
@@ -830,9 +830,9 @@ func (x *Batch) GetIssued() int64 {
 	return 0
 }
 
-func (x *Batch) GetRedeemTime() *timestamppb.Timestamp {
+func (x *Batch) GetRedeemByTime() *timestamppb.Timestamp {
 	if x != nil {
-		return x.RedeemTime
+		return x.RedeemByTime
 	}
 	return nil
 }
@@ -1055,15 +1055,14 @@ const file_enroll_v1_resources_proto_rawDesc = "" +
 	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\x12@\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime:2\xeaA/\n" +
-	"\x1benroll.idprotect.dev/Client\x12\x10clients/{client}\"\x83\x04\n" +
+	"\x1benroll.idprotect.dev/Client\x12\x10clients/{client}\"\x88\x04\n" +
 	"\x05Batch\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1b\n" +
 	"\x06cohort\x18\x02 \x01(\tB\x03\xe0A\x03R\x06cohort\x120\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x15.enroll.v1.BatchStateB\x03\xe0A\x03R\x05state\x12\x19\n" +
 	"\x05total\x18\x04 \x01(\x03B\x03\xe0A\x03R\x05total\x12\x1b\n" +
-	"\x06issued\x18\x05 \x01(\x03B\x03\xe0A\x03R\x06issued\x12@\n" +
-	"\vredeem_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
-	"redeemTime\x12\x1d\n" +
+	"\x06issued\x18\x05 \x01(\x03B\x03\xe0A\x03R\x06issued\x12E\n" +
+	"\x0eredeem_by_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\fredeemByTime\x12\x1d\n" +
 	"\acreator\x18\a \x01(\tB\x03\xe0A\x03R\acreator\x12@\n" +
 	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime\x12@\n" +
@@ -1165,7 +1164,7 @@ var file_enroll_v1_resources_proto_depIdxs = []int32{
 	1,  // 4: enroll.v1.Client.role:type_name -> enroll.v1.Role
 	12, // 5: enroll.v1.Client.create_time:type_name -> google.protobuf.Timestamp
 	2,  // 6: enroll.v1.Batch.state:type_name -> enroll.v1.BatchState
-	12, // 7: enroll.v1.Batch.redeem_time:type_name -> google.protobuf.Timestamp
+	12, // 7: enroll.v1.Batch.redeem_by_time:type_name -> google.protobuf.Timestamp
 	12, // 8: enroll.v1.Batch.create_time:type_name -> google.protobuf.Timestamp
 	12, // 9: enroll.v1.Batch.update_time:type_name -> google.protobuf.Timestamp
 	4,  // 10: enroll.v1.Enrollment.state:type_name -> enroll.v1.EnrollmentState

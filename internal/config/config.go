@@ -1,0 +1,189 @@
+// Package config loads the server configuration: defaults, then ENROLL_* environment
+// variables, then command-line flags. Secrets (keys, the bootstrap admin secret) are read from
+// the environment only, never from flags, so they do not show up in process listings.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Modes.
+const (
+	// ModeProduction requires every secret to be configured.
+	ModeProduction = "production"
+	// ModeDemo generates missing secrets into a local file and seeds a demo incident.
+	ModeDemo = "demo"
+)
+
+// Config is everything enrolld needs to start.
+type Config struct {
+	Mode     string
+	GRPCAddr string
+	HTTPAddr string
+
+	DBDriver       string
+	DBDSN          string
+	DBMaxOpenConns int
+
+	// Secrets, environment only.
+	LookupKeys           string // codes.ParseKeyring spec: "kid:base64,..." newest first
+	MasterKey            string // codes.ParseMasterKey spec: "kid:base64"
+	IdentityKey          string // base64, >= 32 bytes
+	JWTKeys              string // auth.ParseSigningKeys spec: "kid:base64seed,..." first signs
+	BootstrapAdminSecret string
+
+	BootstrapAdminID string
+	Issuer           string
+	Audience         string
+	TokenTTL         time.Duration
+	DevKeysFile      string
+	LogLevel         string
+	ShutdownTimeout  time.Duration
+}
+
+// Default returns the safe defaults: production mode, loopback-friendly ports, an embedded
+// SQLite file.
+func Default() Config {
+	return Config{
+		Mode:             ModeProduction,
+		GRPCAddr:         ":9090",
+		HTTPAddr:         ":8080",
+		DBDriver:         "sqlite",
+		DBDSN:            "enroll.db",
+		BootstrapAdminID: "admin",
+		Issuer:           "enrolld",
+		Audience:         "enroll-api",
+		TokenTTL:         15 * time.Minute,
+		DevKeysFile:      "enroll-dev-keys.json",
+		LogLevel:         "info",
+		ShutdownTimeout:  20 * time.Second,
+	}
+}
+
+// Load builds the config from defaults, getenv and args (flags win over the environment).
+func Load(args []string, getenv func(string) string) (Config, error) {
+	c := Default()
+	env := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	env("ENROLL_MODE", &c.Mode)
+	env("ENROLL_GRPC_ADDR", &c.GRPCAddr)
+	env("ENROLL_HTTP_ADDR", &c.HTTPAddr)
+	env("ENROLL_DB_DRIVER", &c.DBDriver)
+	env("ENROLL_DB_DSN", &c.DBDSN)
+	env("ENROLL_LOOKUP_KEYS", &c.LookupKeys)
+	env("ENROLL_MASTER_KEY", &c.MasterKey)
+	env("ENROLL_IDENTITY_KEY", &c.IdentityKey)
+	env("ENROLL_JWT_KEYS", &c.JWTKeys)
+	env("ENROLL_BOOTSTRAP_ADMIN_SECRET", &c.BootstrapAdminSecret)
+	env("ENROLL_BOOTSTRAP_ADMIN_ID", &c.BootstrapAdminID)
+	env("ENROLL_ISSUER", &c.Issuer)
+	env("ENROLL_AUDIENCE", &c.Audience)
+	env("ENROLL_DEV_KEYS_FILE", &c.DevKeysFile)
+	env("ENROLL_LOG_LEVEL", &c.LogLevel)
+	var errs []error
+	envInt := func(name string, dst *int) {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s must be an integer", name))
+				return
+			}
+			*dst = n
+		}
+	}
+	envDur := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s must be a duration such as 15m", name))
+				return
+			}
+			*dst = d
+		}
+	}
+	envInt("ENROLL_DB_MAX_OPEN_CONNS", &c.DBMaxOpenConns)
+	envDur("ENROLL_TOKEN_TTL", &c.TokenTTL)
+	envDur("ENROLL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
+
+	fs := flag.NewFlagSet("enrolld", flag.ContinueOnError)
+	demo := fs.Bool("demo", c.Mode == ModeDemo, "demo mode: generate missing secrets into --dev-keys-file, use enroll-demo.db, seed a demo incident")
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "gRPC listen address (ENROLL_GRPC_ADDR)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "REST gateway listen address (ENROLL_HTTP_ADDR)")
+	fs.StringVar(&c.DBDriver, "db-driver", c.DBDriver, "sqlite or postgres (ENROLL_DB_DRIVER)")
+	dsn := fs.String("db-dsn", "", "SQLite file path or PostgreSQL URL (ENROLL_DB_DSN; default enroll.db, enroll-demo.db in demo mode)")
+	fs.IntVar(&c.DBMaxOpenConns, "db-max-open-conns", c.DBMaxOpenConns, "connection pool size, 0 for the engine default (ENROLL_DB_MAX_OPEN_CONNS)")
+	fs.StringVar(&c.BootstrapAdminID, "bootstrap-admin-id", c.BootstrapAdminID, "client id of the bootstrap admin; its secret comes from ENROLL_BOOTSTRAP_ADMIN_SECRET")
+	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "JWT issuer (ENROLL_ISSUER)")
+	fs.StringVar(&c.Audience, "audience", c.Audience, "JWT audience (ENROLL_AUDIENCE)")
+	fs.DurationVar(&c.TokenTTL, "token-ttl", c.TokenTTL, "access token lifetime, at most 1h (ENROLL_TOKEN_TTL)")
+	fs.StringVar(&c.DevKeysFile, "dev-keys-file", c.DevKeysFile, "demo mode only: where generated secrets are kept (ENROLL_DEV_KEYS_FILE)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (ENROLL_LOG_LEVEL)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight calls (ENROLL_SHUTDOWN_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if *demo {
+		c.Mode = ModeDemo
+		if getenv("ENROLL_DB_DSN") == "" && c.DBDriver == "sqlite" {
+			c.DBDSN = "enroll-demo.db"
+		}
+	}
+	if *dsn != "" {
+		c.DBDSN = *dsn
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the config. In production mode every secret must be present: starting
+// with a made-up key would issue codes nobody can verify after a restart.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Mode {
+	case ModeProduction, ModeDemo:
+	default:
+		errs = append(errs, fmt.Errorf("mode must be %q or %q", ModeProduction, ModeDemo))
+	}
+	switch c.DBDriver {
+	case "sqlite", "postgres":
+	default:
+		errs = append(errs, errors.New("db driver must be sqlite or postgres"))
+	}
+	if c.DBDSN == "" {
+		errs = append(errs, errors.New("db dsn is required"))
+	}
+	if c.TokenTTL <= 0 || c.TokenTTL > time.Hour {
+		errs = append(errs, errors.New("token ttl must be between 1s and 1h"))
+	}
+	if c.Issuer == "" || c.Audience == "" {
+		errs = append(errs, errors.New("issuer and audience are required"))
+	}
+	if c.Mode == ModeProduction {
+		var missing []string
+		for name, v := range map[string]string{
+			"ENROLL_LOOKUP_KEYS": c.LookupKeys, "ENROLL_MASTER_KEY": c.MasterKey,
+			"ENROLL_IDENTITY_KEY": c.IdentityKey, "ENROLL_JWT_KEYS": c.JWTKeys,
+			"ENROLL_BOOTSTRAP_ADMIN_SECRET": c.BootstrapAdminSecret,
+		} {
+			if v == "" {
+				missing = append(missing, name)
+			}
+		}
+		if len(missing) > 0 {
+			slices.Sort(missing)
+			errs = append(errs, fmt.Errorf("production mode needs these secrets in the environment: %s (or run with --demo to generate development secrets)", strings.Join(missing, ", ")))
+		}
+	}
+	return errors.Join(errs...)
+}

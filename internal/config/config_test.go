@@ -1,0 +1,52 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestProductionRequiresSecrets(t *testing.T) {
+	t.Parallel()
+	_, err := Load(nil, envOf(nil))
+	if err == nil || !strings.Contains(err.Error(), "ENROLL_MASTER_KEY") || !strings.Contains(err.Error(), "--demo") {
+		t.Fatalf("want an error naming the missing secrets, got %v", err)
+	}
+}
+
+func TestDemoNeedsNoSecrets(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"--demo"}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != ModeDemo || c.DBDSN != "enroll-demo.db" {
+		t.Fatalf("demo config: %+v", c)
+	}
+}
+
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"--demo", "--grpc-addr", "127.0.0.1:1", "--db-dsn", "x.db"},
+		envOf(map[string]string{"ENROLL_GRPC_ADDR": "127.0.0.1:2", "ENROLL_HTTP_ADDR": "127.0.0.1:3", "ENROLL_TOKEN_TTL": "5m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GRPCAddr != "127.0.0.1:1" || c.HTTPAddr != "127.0.0.1:3" || c.DBDSN != "x.db" || c.TokenTTL.Minutes() != 5 {
+		t.Fatalf("precedence wrong: %+v", c)
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	t.Parallel()
+	for name, env := range map[string]map[string]string{
+		"ttl not a duration": {"ENROLL_TOKEN_TTL": "soon"},
+		"ttl too long":       {"ENROLL_TOKEN_TTL": "2h"},
+		"unknown driver":     {"ENROLL_DB_DRIVER": "mysql"},
+	} {
+		if _, err := Load([]string{"--demo"}, envOf(env)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/idprotect/enroll/internal/auth"
+	"github.com/idprotect/enroll/internal/clock"
+	"github.com/idprotect/enroll/internal/codes"
+	"github.com/idprotect/enroll/internal/config"
+	"github.com/idprotect/enroll/internal/devkeys"
+	"github.com/idprotect/enroll/internal/enrollment"
+	"github.com/idprotect/enroll/internal/identity"
+	"github.com/idprotect/enroll/internal/service"
+	"github.com/idprotect/enroll/internal/store/gormstore"
+)
+
+// Assembled is a server ready to Serve, with what its caller needs to run and stop it.
+type Assembled struct {
+	*Server
+	// Config is the effective configuration (demo secrets filled in).
+	Config config.Config
+	// Close releases the store; call it after Serve returns.
+	Close func() error
+}
+
+// Assemble builds everything enrolld runs from a validated config: secrets, store (migrated),
+// the bootstrap admin client, services and servers. clk is the clock for every deadline.
+func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk clock.Clock, grpcLis, httpLis net.Listener) (*Assembled, error) {
+	if cfg.Mode == config.ModeDemo {
+		if err := fillDemoSecrets(&cfg, log); err != nil {
+			return nil, err
+		}
+	}
+	keyring, err := codes.ParseKeyring(cfg.LookupKeys)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse ENROLL_LOOKUP_KEYS: %w", err)
+	}
+	master, err := codes.ParseMasterKey(cfg.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse ENROLL_MASTER_KEY: %w", err)
+	}
+	idSecret, err := base64.StdEncoding.DecodeString(cfg.IdentityKey)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse ENROLL_IDENTITY_KEY: it must be base64")
+	}
+	hasher, err := identity.NewHasher(idSecret)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse ENROLL_IDENTITY_KEY: %w", err)
+	}
+	jwtKeys, err := auth.ParseSigningKeys(cfg.JWTKeys)
+	if err != nil {
+		return nil, fmt.Errorf("failed to parse ENROLL_JWT_KEYS: %w", err)
+	}
+	tokens, err := auth.NewTokens(auth.TokenConfig{Issuer: cfg.Issuer, Audience: cfg.Audience, TTL: cfg.TokenTTL, Keys: jwtKeys, Clock: clk})
+	if err != nil {
+		return nil, fmt.Errorf("failed to set up tokens: %w", err)
+	}
+	st, err := gormstore.Open(ctx, gormstore.Config{Driver: cfg.DBDriver, DSN: cfg.DBDSN, MaxOpenConns: cfg.DBMaxOpenConns})
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*Assembled, error) {
+		_ = st.Close()
+		return nil, err
+	}
+	hash, err := auth.HashSecret(cfg.BootstrapAdminSecret)
+	if err != nil {
+		return fail(fmt.Errorf("failed to hash the bootstrap admin secret: %w", err))
+	}
+	err = st.UpsertClient(ctx, &enrollment.Client{
+		ID: cfg.BootstrapAdminID, Role: string(auth.RoleAdmin), DisplayName: "bootstrap admin (from configuration)",
+		SecretHash: hash, CreateTime: clk.Now().UTC().Truncate(time.Microsecond),
+	})
+	if err != nil {
+		return fail(fmt.Errorf("failed to store the bootstrap admin client: %w", err))
+	}
+	svcs, err := service.New(service.Deps{
+		Store: st, Clock: clk, Keyring: keyring, MasterKey: master, Identity: hasher, Tokens: tokens, Logger: log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	srv, err := New(ctx, Options{
+		Services: svcs, Tokens: tokens, Store: st, Logger: log,
+		GRPCListener: grpcLis, HTTPListener: httpLis, ShutdownTimeout: cfg.ShutdownTimeout,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return &Assembled{Server: srv, Config: cfg, Close: st.Close}, nil
+}
+
+func fillDemoSecrets(cfg *config.Config, log *slog.Logger) error {
+	s, created, err := devkeys.LoadOrCreate(cfg.DevKeysFile)
+	if err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		dst *string
+		v   string
+	}{
+		{&cfg.LookupKeys, s.LookupKeys}, {&cfg.MasterKey, s.MasterKey}, {&cfg.IdentityKey, s.IdentityKey},
+		{&cfg.JWTKeys, s.JWTKeys}, {&cfg.BootstrapAdminSecret, s.BootstrapAdminSecret},
+	} {
+		if *f.dst == "" {
+			*f.dst = f.v
+		}
+	}
+	verb := "using"
+	if created {
+		verb = "GENERATED"
+	}
+	log.Warn("DEMO MODE: "+verb+" development secrets from "+cfg.DevKeysFile+"; never use them for real data",
+		"file", cfg.DevKeysFile)
+	return nil
+}

@@ -1,0 +1,250 @@
+package gormstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/idprotect/enroll/internal/enrollment"
+	"github.com/idprotect/enroll/internal/store"
+)
+
+// CreateBatch stores a RUNNING batch; its total is the cohort's members without a code.
+func (s *Store) CreateBatch(ctx context.Context, b *enrollment.Batch) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		var cohort cohortRow
+		if err := tx.Where("incident_id = ? AND id = ?", b.IncidentID, b.CohortID).Take(&cohort).Error; err != nil {
+			if isNotFound(err) {
+				return enrollment.NotFoundf("cohort %q not found in incident %q", b.CohortID, b.IncidentID)
+			}
+			return err
+		}
+		if !cohort.OfferApplies {
+			return enrollment.FailedPreconditionf("cohort %q is not offered protection (offer_applies is false); no codes are issued for it", b.CohortID)
+		}
+		var total int64
+		err := tx.Model(&membershipRow{}).
+			Where("incident_id = ? AND cohort_id = ?", b.IncidentID, b.CohortID).
+			Where("NOT EXISTS (SELECT 1 FROM codes c WHERE c.subject_id = subject_cohorts.subject_id)").
+			Count(&total).Error
+		if err != nil {
+			return err
+		}
+		b.Total = total
+		row := batchRow{
+			ID: b.ID, IncidentID: b.IncidentID, CohortID: b.CohortID, State: string(enrollment.BatchRunning),
+			Total: total, RedeemBy: b.RedeemBy, Creator: b.Creator, CreateTime: b.CreateTime,
+			UpdateTime: b.CreateTime, WrappedSecret: b.WrappedSecret, MasterKeyID: b.MasterKeyID,
+			LookupKeyID: b.LookupKeyID,
+		}
+		if err := tx.Create(&row).Error; err != nil {
+			if isDuplicate(err) {
+				return enrollment.AlreadyExistsf("batch %q already exists", b.ID)
+			}
+			return err
+		}
+		return appendEvent(tx, "batch.started", "batches/"+b.ID, b.IncidentID, "", total, b.CreateTime)
+	})
+}
+
+// GetBatch returns a batch.
+func (s *Store) GetBatch(ctx context.Context, id string) (*enrollment.Batch, error) {
+	var row batchRow
+	if err := s.db.WithContext(ctx).Where("id = ?", id).Take(&row).Error; err != nil {
+		if isNotFound(err) {
+			return nil, enrollment.NotFoundf("batch %q not found", id)
+		}
+		return nil, err
+	}
+	return row.toDomain(), nil
+}
+
+func (r *batchRow) toDomain() *enrollment.Batch {
+	return &enrollment.Batch{
+		ID: r.ID, IncidentID: r.IncidentID, CohortID: r.CohortID, State: enrollment.BatchState(r.State),
+		Total: r.Total, Issued: r.Issued, RedeemBy: r.RedeemBy.UTC(), Creator: r.Creator,
+		CreateTime: r.CreateTime.UTC(), UpdateTime: r.UpdateTime.UTC(), WrappedSecret: r.WrappedSecret,
+		MasterKeyID: r.MasterKeyID, LookupKeyID: r.LookupKeyID, Error: r.Error,
+	}
+}
+
+// IssueNext issues the next chunk of codes of a batch. The batch cursor, its issued count and
+// the counters move in the same transaction as the code rows, so a crash between chunks loses
+// nothing and repeats nothing.
+func (s *Store) IssueNext(ctx context.Context, batchID string, limit int, now time.Time, mint store.MintFunc) (int, error) {
+	issued := 0
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		issued = 0
+		var b batchRow
+		if err := tx.Where("id = ?", batchID).Take(&b).Error; err != nil {
+			if isNotFound(err) {
+				return enrollment.NotFoundf("batch %q not found", batchID)
+			}
+			return err
+		}
+		if b.State != string(enrollment.BatchRunning) {
+			return nil
+		}
+		var subjectIDs []int64
+		err := tx.Model(&membershipRow{}).
+			Where("incident_id = ? AND cohort_id = ? AND subject_id > ?", b.IncidentID, b.CohortID, b.ScanCursor).
+			Where("NOT EXISTS (SELECT 1 FROM codes c WHERE c.subject_id = subject_cohorts.subject_id)").
+			Order("subject_id").Limit(limit).Pluck("subject_id", &subjectIDs).Error
+		if err != nil {
+			return err
+		}
+		if len(subjectIDs) == 0 {
+			return nil
+		}
+		rows, err := mintUnique(tx, subjectIDs, mint)
+		if err != nil {
+			return err
+		}
+		for i := range rows {
+			sid := rows[i].SubjectID
+			rows[i].LiveSubjectID = &sid
+			rows[i].IncidentID = b.IncidentID
+			rows[i].CohortID = b.CohortID
+			rows[i].BatchID = b.ID
+			rows[i].State = string(enrollment.CodeIssued)
+			rows[i].IssueTime = now
+			rows[i].RedeemBy = b.RedeemBy
+		}
+		if err := tx.CreateInBatches(rows, 500).Error; err != nil {
+			return fmt.Errorf("failed to insert codes: %w", err)
+		}
+		n := int64(len(rows))
+		err = tx.Model(&batchRow{}).Where("id = ?", b.ID).Updates(map[string]any{
+			"issued": gorm.Expr("issued + ?", n), "scan_cursor": subjectIDs[len(subjectIDs)-1], "update_time": now,
+		}).Error
+		if err != nil {
+			return err
+		}
+		d := deltas{}
+		d.add(b.IncidentID, b.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), n)
+		issued = len(rows)
+		return d.apply(tx)
+	})
+	return issued, err
+}
+
+// mintUnique derives a code HMAC per subject and resolves collisions deterministically: a
+// subject whose HMAC is already taken (in the table or earlier in this chunk) moves to the
+// next attempt number, which the export re-derives from the stored attempt.
+func mintUnique(tx *gorm.DB, subjectIDs []int64, mint store.MintFunc) ([]codeRow, error) {
+	rows := make([]codeRow, len(subjectIDs))
+	seen := make(map[string]bool, len(subjectIDs))
+	for i, sid := range subjectIDs {
+		rows[i] = codeRow{SubjectID: sid}
+		for {
+			h, kid := mint(sid, rows[i].Attempt)
+			if !seen[string(h)] {
+				rows[i].CodeHMAC, rows[i].KeyID = h, kid
+				seen[string(h)] = true
+				break
+			}
+			rows[i].Attempt++
+		}
+	}
+	for {
+		hmacs := make([][]byte, len(rows))
+		for i := range rows {
+			hmacs[i] = rows[i].CodeHMAC
+		}
+		taken := map[string]bool{}
+		for _, part := range chunk(len(hmacs), 500) {
+			var got [][]byte
+			if err := tx.Model(&codeRow{}).Where("code_hmac IN ?", hmacs[part[0]:part[1]]).Pluck("code_hmac", &got).Error; err != nil {
+				return nil, err
+			}
+			for _, h := range got {
+				taken[string(h)] = true
+			}
+		}
+		if len(taken) == 0 {
+			return rows, nil
+		}
+		for i := range rows {
+			for taken[string(rows[i].CodeHMAC)] {
+				rows[i].Attempt++
+				h, kid := mint(rows[i].SubjectID, rows[i].Attempt)
+				rows[i].CodeHMAC, rows[i].KeyID = h, kid
+			}
+		}
+	}
+}
+
+// FinishBatch records the final state and a summarised event.
+func (s *Store) FinishBatch(ctx context.Context, batchID string, state enrollment.BatchState, errMsg string, now time.Time) error {
+	return s.tx(ctx, func(tx *gorm.DB) error {
+		var b batchRow
+		if err := tx.Where("id = ?", batchID).Take(&b).Error; err != nil {
+			return err
+		}
+		err := tx.Model(&batchRow{}).Where("id = ?", batchID).
+			Updates(map[string]any{"state": string(state), "error": errMsg, "update_time": now}).Error
+		if err != nil {
+			return err
+		}
+		return appendEvent(tx, "batch."+string(state), "batches/"+batchID, b.IncidentID, "", b.Issued, now)
+	})
+}
+
+// ListBatchCodes pages through a batch's codes for the export.
+func (s *Store) ListBatchCodes(ctx context.Context, batchID string, afterID int64, limit int) ([]store.BatchCode, error) {
+	var rows []struct {
+		ID          int64
+		SubjectID   int64
+		Attempt     uint32
+		ExternalRef string
+		CohortID    string
+		CodeHMAC    []byte
+		KeyID       string
+		RedeemBy    time.Time
+	}
+	err := s.db.WithContext(ctx).Table("codes").
+		Select("codes.id, codes.subject_id, codes.attempt, subjects.external_ref, codes.cohort_id, codes.code_hmac, codes.key_id, codes.redeem_by").
+		Joins("JOIN subjects ON subjects.id = codes.subject_id").
+		Where("codes.batch_id = ? AND codes.id > ?", batchID, afterID).
+		Order("codes.id").Limit(limit).Scan(&rows).Error
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.BatchCode, len(rows))
+	for i, r := range rows {
+		out[i] = store.BatchCode{CodeID: r.ID, SubjectID: r.SubjectID, Attempt: r.Attempt, ExternalRef: r.ExternalRef,
+			CohortID: r.CohortID, HMAC: r.CodeHMAC, KeyID: r.KeyID, RedeemBy: r.RedeemBy.UTC()}
+	}
+	return out, nil
+}
+
+// PurgeBatchSecret destroys the wrapped batch secret.
+func (s *Store) PurgeBatchSecret(ctx context.Context, batchID string, now time.Time) (*enrollment.Batch, error) {
+	var out *enrollment.Batch
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		var b batchRow
+		if err := tx.Where("id = ?", batchID).Take(&b).Error; err != nil {
+			if isNotFound(err) {
+				return enrollment.NotFoundf("batch %q not found", batchID)
+			}
+			return err
+		}
+		if b.WrappedSecret != nil {
+			err := tx.Model(&batchRow{}).Where("id = ?", batchID).
+				Updates(map[string]any{"wrapped_secret": nil, "update_time": now}).Error
+			if err != nil {
+				return err
+			}
+			if err := appendEvent(tx, "batch.export_purged", "batches/"+batchID, b.IncidentID, "", b.Issued, now); err != nil {
+				return err
+			}
+			b.WrappedSecret = nil
+			b.UpdateTime = now
+		}
+		out = b.toDomain()
+		return nil
+	})
+	return out, err
+}

@@ -1,0 +1,137 @@
+// Package gormstore implements store.Store with gorm over SQLite (the embedded default) and
+// PostgreSQL (production, many replicas). One implementation serves both; the few places
+// where the engines differ are the dialect hooks in this file.
+package gormstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/idprotect/enroll/internal/store"
+)
+
+// Drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
+
+// Config says which database to open.
+type Config struct {
+	// Driver is DriverSQLite or DriverPostgres.
+	Driver string
+	// DSN is a file path for SQLite, a connection URL for PostgreSQL.
+	DSN string
+	// MaxOpenConns bounds the pool; 0 picks a default per engine.
+	MaxOpenConns int
+}
+
+// Store is the gorm implementation of store.Store.
+type Store struct {
+	db     *gorm.DB
+	driver string
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects, tunes the engine and applies pending migrations.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	gcfg := &gorm.Config{
+		// Translate driver errors so unique violations surface as gorm.ErrDuplicatedKey on
+		// both engines.
+		TranslateError: true,
+		Logger:         logger.Discard,
+		NowFunc:        func() time.Time { return time.Now().UTC() },
+	}
+	var (
+		db  *gorm.DB
+		err error
+	)
+	switch cfg.Driver {
+	case DriverSQLite:
+		db, err = gorm.Open(sqlite.Open(sqliteDSN(cfg.DSN)), gcfg)
+	case DriverPostgres:
+		db, err = gorm.Open(postgres.Open(cfg.DSN), gcfg)
+	default:
+		return nil, fmt.Errorf("unknown database driver %q: use sqlite or postgres", cfg.Driver)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to open %s database: %w", cfg.Driver, err)
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, fmt.Errorf("failed to get database handle: %w", err)
+	}
+	maxOpen := cfg.MaxOpenConns
+	if maxOpen == 0 {
+		maxOpen = 20
+		if cfg.Driver == DriverSQLite {
+			// One writer at a time is all SQLite allows; a few connections serve readers
+			// while a write transaction holds the lock.
+			maxOpen = 8
+		}
+	}
+	sqlDB.SetMaxOpenConns(maxOpen)
+	sqlDB.SetMaxIdleConns(maxOpen)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+
+	s := &Store{db: db, driver: cfg.Driver}
+	if err := s.migrate(ctx); err != nil {
+		_ = sqlDB.Close()
+		return nil, fmt.Errorf("failed to migrate database: %w", err)
+	}
+	return s, nil
+}
+
+// sqliteDSN adds the settings a concurrent server needs: WAL so readers do not block the
+// writer, a busy timeout so writers queue instead of failing, and BEGIN IMMEDIATE so a
+// transaction takes the write lock up front (a deferred transaction that upgrades from read
+// to write can fail with SQLITE_BUSY without waiting, which would turn a redemption race into
+// an error instead of a queue).
+func sqliteDSN(path string) string {
+	if strings.HasPrefix(path, "file:") && strings.Contains(path, "?") {
+		return path
+	}
+	params := "_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_synchronous=NORMAL&_foreign_keys=on&_cache_size=-65536"
+	if strings.HasPrefix(path, "file:") {
+		return path + "?" + params
+	}
+	return "file:" + path + "?" + params
+}
+
+// Close releases the pool.
+func (s *Store) Close() error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.Close()
+}
+
+// Ping checks the database is reachable.
+func (s *Store) Ping(ctx context.Context) error {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return err
+	}
+	return sqlDB.PingContext(ctx)
+}
+
+// DB exposes the gorm handle to tests in this module that need to inspect raw rows.
+func (s *Store) DB() *gorm.DB { return s.db }
+
+func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.db.WithContext(ctx).Transaction(fn)
+}
+
+func isDuplicate(err error) bool { return errors.Is(err, gorm.ErrDuplicatedKey) }
+
+func isNotFound(err error) bool { return errors.Is(err, gorm.ErrRecordNotFound) }

@@ -1,0 +1,57 @@
+package gormstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// migration is one named, ordered schema step. Names are never reused or reordered; a new
+// change is a new entry at the end.
+type migration struct {
+	name string
+	up   func(tx *gorm.DB) error
+}
+
+var migrations = []migration{
+	{name: "0001_initial", up: func(tx *gorm.DB) error {
+		return tx.Migrator().CreateTable(
+			&incidentRow{}, &cohortRow{}, &partnerRow{}, &clientRow{}, &subjectRow{},
+			&membershipRow{}, &batchRow{}, &codeRow{}, &enrollmentRow{}, &eventRow{}, &counterRow{},
+		)
+	}},
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	db := s.db.WithContext(ctx)
+	if err := db.AutoMigrate(&migrationRow{}); err != nil {
+		return fmt.Errorf("failed to create schema_migrations: %w", err)
+	}
+	for _, m := range migrations {
+		err := db.Transaction(func(tx *gorm.DB) error {
+			if s.driver == DriverPostgres {
+				// Replicas starting together serialise here; the loser then sees the row.
+				if err := tx.Exec("SELECT pg_advisory_xact_lock(4242001)").Error; err != nil {
+					return err
+				}
+			}
+			var n int64
+			if err := tx.Model(&migrationRow{}).Where("name = ?", m.name).Count(&n).Error; err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if err := m.up(tx); err != nil {
+				return err
+			}
+			return tx.Create(&migrationRow{Name: m.name, AppliedAt: time.Now().UTC()}).Error
+		})
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,166 @@
+package gormstore
+
+import "time"
+
+// One struct per table. Only this package knows them; the domain sees enrollment types.
+
+type incidentRow struct {
+	ID                   string `gorm:"primaryKey;size:63"`
+	Title                string `gorm:"not null"`
+	DiscloseTime         *time.Time
+	CoverageMonths       int       `gorm:"not null"`
+	RedeemWindowDays     int       `gorm:"not null"`
+	ActivationWindowDays int       `gorm:"not null"`
+	PartnerID            string    `gorm:"size:63;not null;index"`
+	CreateTime           time.Time `gorm:"not null"`
+}
+
+func (incidentRow) TableName() string { return "incidents" }
+
+type cohortRow struct {
+	IncidentID         string `gorm:"primaryKey;size:63"`
+	ID                 string `gorm:"primaryKey;size:63"`
+	DisplayName        string `gorm:"not null"`
+	ExposedData        string `gorm:"not null"` // comma-separated enum names
+	RecommendedActions string `gorm:"not null"` // JSON array
+	OfferApplies       bool   `gorm:"not null"`
+	SubjectCount       int64  `gorm:"not null;default:0"`
+}
+
+func (cohortRow) TableName() string { return "cohorts" }
+
+type partnerRow struct {
+	ID            string `gorm:"primaryKey;size:63"`
+	DisplayName   string `gorm:"not null"`
+	EnrollmentURI string `gorm:"not null"`
+}
+
+func (partnerRow) TableName() string { return "partners" }
+
+type clientRow struct {
+	ID          string `gorm:"primaryKey;size:63"`
+	Role        string `gorm:"size:16;not null"`
+	PartnerID   *string
+	DisplayName string    `gorm:"not null"`
+	SecretHash  string    `gorm:"not null"`
+	CreateTime  time.Time `gorm:"not null"`
+}
+
+func (clientRow) TableName() string { return "clients" }
+
+// subjectRow stores no identifier beyond the company's own reference and the keyed HMAC of
+// the identity tuple.
+type subjectRow struct {
+	ID          int64  `gorm:"primaryKey;autoIncrement"`
+	IncidentID  string `gorm:"size:63;not null;uniqueIndex:subjects_incident_ref,priority:1;index:subjects_identity,priority:1"`
+	ExternalRef string `gorm:"size:64;not null;uniqueIndex:subjects_incident_ref,priority:2"`
+	IdentityKey []byte `gorm:"not null;index:subjects_identity,priority:2"`
+	CohortID    string `gorm:"size:63;not null"` // the cohort the person was first imported in
+}
+
+func (subjectRow) TableName() string { return "subjects" }
+
+type membershipRow struct {
+	IncidentID string `gorm:"size:63;not null;index:memberships_scan,priority:1"`
+	CohortID   string `gorm:"primaryKey;size:63;index:memberships_scan,priority:2"`
+	SubjectID  int64  `gorm:"primaryKey;autoIncrement:false;index:memberships_scan,priority:3"`
+}
+
+func (membershipRow) TableName() string { return "subject_cohorts" }
+
+type batchRow struct {
+	ID            string    `gorm:"primaryKey;size:40"`
+	IncidentID    string    `gorm:"size:63;not null;index"`
+	CohortID      string    `gorm:"size:63;not null"`
+	State         string    `gorm:"size:16;not null"`
+	Total         int64     `gorm:"not null"`
+	Issued        int64     `gorm:"not null"`
+	ScanCursor    int64     `gorm:"not null"` // last subject id handled: resumes without rescanning
+	RedeemBy      time.Time `gorm:"not null"`
+	Creator       string    `gorm:"not null"`
+	CreateTime    time.Time `gorm:"not null"`
+	UpdateTime    time.Time `gorm:"not null"`
+	WrappedSecret []byte    // NULL once purged
+	MasterKeyID   string    `gorm:"not null"`
+	LookupKeyID   string    `gorm:"not null"`
+	Error         string    `gorm:"not null"`
+}
+
+func (batchRow) TableName() string { return "batches" }
+
+// codeRow never holds a plaintext code. LiveSubjectID is the subject id while the code is
+// ISSUED or REDEEMED and NULL otherwise; its unique index makes "one live code per person"
+// a database invariant rather than a convention.
+type codeRow struct {
+	ID            int64  `gorm:"primaryKey;autoIncrement;index:codes_batch,priority:2"`
+	CodeHMAC      []byte `gorm:"column:code_hmac;not null;uniqueIndex"`
+	KeyID         string `gorm:"size:32;not null"`
+	IncidentID    string `gorm:"size:63;not null"`
+	CohortID      string `gorm:"size:63;not null"`
+	SubjectID     int64  `gorm:"not null;index"`
+	LiveSubjectID *int64 `gorm:"uniqueIndex"`
+	BatchID       string `gorm:"size:40;not null;index:codes_batch,priority:1"`
+	Attempt       uint32 `gorm:"not null"`
+	State         string `gorm:"size:16;not null"`
+	IssueTime     time.Time `gorm:"not null"`
+	RedeemBy      time.Time `gorm:"not null"`
+	RedeemTime    *time.Time
+	RevokeTime    *time.Time
+	RevokeReason  string `gorm:"not null"`
+}
+
+func (codeRow) TableName() string { return "codes" }
+
+// enrollmentRow: LiveSubjectID is set while PENDING or ACTIVE so that a subject has at most
+// one non-terminal enrollment, enforced by a unique index.
+type enrollmentRow struct {
+	ID                 string  `gorm:"primaryKey;size:40"`
+	IncidentID         string  `gorm:"size:63;not null"`
+	CohortID           string  `gorm:"size:63;not null"`
+	SubjectID          int64   `gorm:"not null"`
+	CodeID             int64   `gorm:"not null;uniqueIndex"`
+	PartnerID          string  `gorm:"size:63;not null;index:enrollments_partner,priority:1;uniqueIndex:enrollments_member,priority:1"`
+	MemberID           *string `gorm:"size:128;uniqueIndex:enrollments_member,priority:2"`
+	LiveSubjectID      *int64  `gorm:"uniqueIndex"`
+	State              string  `gorm:"size:16;not null"`
+	RedeemTime         time.Time `gorm:"not null"`
+	ActivationDeadline time.Time `gorm:"not null"`
+	ActivateTime       *time.Time
+	CoverageEnd        *time.Time
+	CancelTime         *time.Time
+	CancelReason       string `gorm:"not null"`
+}
+
+func (enrollmentRow) TableName() string { return "enrollments" }
+
+// eventRow is the append-only change log; bulk transitions are one row with a count.
+type eventRow struct {
+	Seq        int64     `gorm:"primaryKey;autoIncrement"`
+	Type       string    `gorm:"size:64;not null"`
+	Resource   string    `gorm:"not null"`
+	IncidentID string    `gorm:"size:63;not null"`
+	PartnerID  string    `gorm:"size:63;not null;index"`
+	Count      int64     `gorm:"not null"`
+	Time       time.Time `gorm:"not null"`
+}
+
+func (eventRow) TableName() string { return "events" }
+
+// counterRow holds how many codes or enrollments of a cohort are in a state, changed in the
+// same transaction as the rows it counts.
+type counterRow struct {
+	IncidentID string `gorm:"primaryKey;size:63"`
+	CohortID   string `gorm:"primaryKey;size:63"`
+	Kind       string `gorm:"primaryKey;size:16"`
+	State      string `gorm:"primaryKey;size:16"`
+	N          int64  `gorm:"not null"`
+}
+
+func (counterRow) TableName() string { return "counters" }
+
+type migrationRow struct {
+	Name      string    `gorm:"primaryKey;size:128"`
+	AppliedAt time.Time `gorm:"not null"`
+}
+
+func (migrationRow) TableName() string { return "schema_migrations" }

@@ -1,0 +1,188 @@
+package gormstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"gorm.io/gorm"
+
+	"github.com/idprotect/enroll/internal/enrollment"
+)
+
+// ImportSubjects adds a chunk of eligibility rows in one transaction, so a chunk either lands
+// whole or not at all and a rerun of the same rows changes nothing.
+func (s *Store) ImportSubjects(ctx context.Context, incidentID string, rows []enrollment.SubjectRow) (*enrollment.ImportResult, error) {
+	res := &enrollment.ImportResult{}
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		*res = enrollment.ImportResult{}
+		imp, err := newImporter(tx, incidentID, rows)
+		if err != nil {
+			return err
+		}
+		return imp.run(res)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+type importer struct {
+	tx          *gorm.DB
+	incidentID  string
+	rows        []enrollment.SubjectRow
+	cohorts     map[string]bool
+	byRef       map[string]*subjectRow
+	byKey       map[string]*subjectRow
+	memberships map[membershipKey]bool
+}
+
+type membershipKey struct {
+	subjectID int64
+	cohortID  string
+}
+
+func newImporter(tx *gorm.DB, incidentID string, rows []enrollment.SubjectRow) (*importer, error) {
+	imp := &importer{
+		tx: tx, incidentID: incidentID, rows: rows,
+		cohorts: map[string]bool{}, byRef: map[string]*subjectRow{},
+		byKey: map[string]*subjectRow{}, memberships: map[membershipKey]bool{},
+	}
+	var n int64
+	if err := tx.Model(&incidentRow{}).Where("id = ?", incidentID).Count(&n).Error; err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, enrollment.NotFoundf("incident %q not found", incidentID)
+	}
+	var cohortIDs []string
+	if err := tx.Model(&cohortRow{}).Where("incident_id = ?", incidentID).Pluck("id", &cohortIDs).Error; err != nil {
+		return nil, err
+	}
+	for _, id := range cohortIDs {
+		imp.cohorts[id] = true
+	}
+	refs := make([]string, 0, len(rows))
+	keys := make([][]byte, 0, len(rows))
+	for _, r := range rows {
+		refs = append(refs, r.ExternalRef)
+		keys = append(keys, r.IdentityKey)
+	}
+	var existing []subjectRow
+	for _, part := range chunk(len(refs), 500) {
+		var got []subjectRow
+		if err := tx.Where("incident_id = ? AND external_ref IN ?", incidentID, refs[part[0]:part[1]]).Find(&got).Error; err != nil {
+			return nil, err
+		}
+		existing = append(existing, got...)
+		got = nil
+		if err := tx.Where("incident_id = ? AND identity_key IN ?", incidentID, keys[part[0]:part[1]]).Find(&got).Error; err != nil {
+			return nil, err
+		}
+		existing = append(existing, got...)
+	}
+	ids := make([]int64, 0, len(existing))
+	for i := range existing {
+		sr := &existing[i]
+		imp.byRef[sr.ExternalRef] = sr
+		if _, ok := imp.byKey[string(sr.IdentityKey)]; !ok {
+			imp.byKey[string(sr.IdentityKey)] = sr
+		}
+		ids = append(ids, sr.ID)
+	}
+	for _, part := range chunk(len(ids), 500) {
+		var ms []membershipRow
+		if err := tx.Where("subject_id IN ?", ids[part[0]:part[1]]).Find(&ms).Error; err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			imp.memberships[membershipKey{m.SubjectID, m.CohortID}] = true
+		}
+	}
+	return imp, nil
+}
+
+func (imp *importer) run(res *enrollment.ImportResult) error {
+	type pending struct {
+		subject *subjectRow
+		cohort  string
+	}
+	type addKey struct {
+		subject *subjectRow
+		cohort  string
+	}
+	var newSubjects []*subjectRow
+	var adds []pending
+	added := map[addKey]bool{}
+	for _, r := range imp.rows {
+		if !imp.cohorts[r.CohortID] {
+			res.Errors = append(res.Errors, enrollment.ImportError{Line: r.Line, Reason: fmt.Sprintf("unknown cohort %q; create it first or fix the cohort column", r.CohortID)})
+			continue
+		}
+		subj, ok := imp.byRef[r.ExternalRef]
+		if ok && !bytes.Equal(subj.IdentityKey, r.IdentityKey) {
+			res.Errors = append(res.Errors, enrollment.ImportError{Line: r.Line, Reason: fmt.Sprintf("external_ref %q was already imported with different identity data", r.ExternalRef)})
+			continue
+		}
+		if !ok {
+			// The same person under another reference (in another cohort) is one subject.
+			subj, ok = imp.byKey[string(r.IdentityKey)]
+		}
+		if !ok {
+			subj = &subjectRow{IncidentID: imp.incidentID, ExternalRef: r.ExternalRef, IdentityKey: r.IdentityKey, CohortID: r.CohortID}
+			newSubjects = append(newSubjects, subj)
+			imp.byRef[r.ExternalRef] = subj
+			imp.byKey[string(r.IdentityKey)] = subj
+			res.Created++
+		}
+		if subj.ID != 0 && imp.memberships[membershipKey{subj.ID, r.CohortID}] {
+			res.Unchanged++
+			continue
+		}
+		if added[addKey{subj, r.CohortID}] {
+			res.Unchanged++
+			continue
+		}
+		added[addKey{subj, r.CohortID}] = true
+		if subj.ID != 0 || subj.CohortID != r.CohortID {
+			res.MembershipsAdded++
+		}
+		adds = append(adds, pending{subj, r.CohortID})
+	}
+	if len(newSubjects) > 0 {
+		if err := imp.tx.CreateInBatches(newSubjects, 500).Error; err != nil {
+			return fmt.Errorf("failed to insert subjects: %w", err)
+		}
+	}
+	if len(adds) == 0 {
+		return nil
+	}
+	ms := make([]membershipRow, len(adds))
+	perCohort := map[string]int64{}
+	for i, a := range adds {
+		ms[i] = membershipRow{IncidentID: imp.incidentID, CohortID: a.cohort, SubjectID: a.subject.ID}
+		perCohort[a.cohort]++
+	}
+	if err := imp.tx.CreateInBatches(ms, 500).Error; err != nil {
+		return fmt.Errorf("failed to insert cohort memberships: %w", err)
+	}
+	for cohort, n := range perCohort {
+		err := imp.tx.Model(&cohortRow{}).Where("incident_id = ? AND id = ?", imp.incidentID, cohort).
+			Update("subject_count", gorm.Expr("subject_count + ?", n)).Error
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chunk splits n items into [start, end) ranges of at most size, keeping IN lists under the
+// engines' bound-parameter limits.
+func chunk(n, size int) [][2]int {
+	var out [][2]int
+	for i := 0; i < n; i += size {
+		out = append(out, [2]int{i, min(i+size, n)})
+	}
+	return out
+}

@@ -1,0 +1,120 @@
+// Package store defines the persistence the enrollment domain needs. Implementations live in
+// sub-packages (gormstore for SQLite and PostgreSQL); storetest is the one suite every
+// implementation must pass.
+//
+// Errors: methods return domain errors from package enrollment (ErrNotFound,
+// ErrAlreadyExists, ErrFailedPrecondition, ...) where the doc says so; anything else is an
+// unexpected storage failure.
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/idprotect/enroll/internal/enrollment"
+)
+
+// Store is everything the services persist. Every state change, its counter rows and its
+// event are written in one transaction.
+type Store interface {
+	// Close releases the database.
+	Close() error
+	// Ping checks the database is reachable (readiness).
+	Ping(ctx context.Context) error
+
+	// CreateIncident stores a new incident. ErrAlreadyExists if the id is taken,
+	// ErrFailedPrecondition if the partner does not exist.
+	CreateIncident(ctx context.Context, in *enrollment.Incident) error
+	// GetIncident returns ErrNotFound if absent.
+	GetIncident(ctx context.Context, id string) (*enrollment.Incident, error)
+	// ListIncidents returns up to limit incidents with id > after, by id.
+	ListIncidents(ctx context.Context, after string, limit int) ([]*enrollment.Incident, error)
+
+	// CreateCohort stores a cohort. ErrNotFound if the incident is absent, ErrAlreadyExists
+	// if the id is taken.
+	CreateCohort(ctx context.Context, c *enrollment.Cohort) error
+	// GetCohort returns ErrNotFound if absent.
+	GetCohort(ctx context.Context, incidentID, cohortID string) (*enrollment.Cohort, error)
+	// ListCohorts returns up to limit cohorts of the incident with id > after, by id.
+	ListCohorts(ctx context.Context, incidentID, after string, limit int) ([]*enrollment.Cohort, error)
+
+	// CreatePartner stores a partner. ErrAlreadyExists if the id is taken.
+	CreatePartner(ctx context.Context, p *enrollment.Partner) error
+	// GetPartner returns ErrNotFound if absent.
+	GetPartner(ctx context.Context, id string) (*enrollment.Partner, error)
+
+	// CreateClient stores a client. ErrAlreadyExists if the id is taken.
+	CreateClient(ctx context.Context, c *enrollment.Client) error
+	// GetClient returns ErrNotFound if absent.
+	GetClient(ctx context.Context, id string) (*enrollment.Client, error)
+	// UpsertClient creates or replaces a client (the bootstrap admin from config).
+	UpsertClient(ctx context.Context, c *enrollment.Client) error
+
+	// ImportSubjects adds subjects to an incident. A row whose external_ref exists with the
+	// same identity key and cohort is unchanged; one whose identity key matches an existing
+	// subject in another cohort adds a membership; one whose external_ref exists with a
+	// different identity key is rejected. Unknown cohorts are rejected per row.
+	ImportSubjects(ctx context.Context, incidentID string, rows []enrollment.SubjectRow) (*enrollment.ImportResult, error)
+
+	// CreateBatch stores a RUNNING batch and fixes its total: the members of the cohort that
+	// have no code yet.
+	CreateBatch(ctx context.Context, b *enrollment.Batch) error
+	// GetBatch returns ErrNotFound if absent.
+	GetBatch(ctx context.Context, id string) (*enrollment.Batch, error)
+	// IssueNext issues codes to up to limit members of the batch's cohort that have none, in
+	// subject order, in one transaction with the batch progress and counters. mint derives the
+	// code HMAC for (subject, attempt); on an HMAC collision the store retries with the next
+	// attempt. It returns how many it issued; 0 means the batch is complete.
+	IssueNext(ctx context.Context, batchID string, limit int, now time.Time, mint MintFunc) (int, error)
+	// FinishBatch records the final state of a batch.
+	FinishBatch(ctx context.Context, batchID string, state enrollment.BatchState, errMsg string, now time.Time) error
+	// ListBatchCodes returns up to limit codes of the batch with id > afterID, by id, with the
+	// subject's external reference.
+	ListBatchCodes(ctx context.Context, batchID string, afterID int64, limit int) ([]BatchCode, error)
+	// PurgeBatchSecret destroys the batch's wrapped secret. ErrNotFound if absent.
+	PurgeBatchSecret(ctx context.Context, batchID string, now time.Time) (*enrollment.Batch, error)
+
+	// LookupCode finds a code by any of its candidate HMACs (one per live lookup key).
+	// ErrNotFound if none matches.
+	LookupCode(ctx context.Context, hmacs [][]byte) (*enrollment.CodeView, error)
+	// RedeemCode atomically claims an ISSUED code and creates its PENDING enrollment.
+	// Exactly one of many concurrent callers wins; the others get ErrAlreadyExists.
+	// ErrNotFound if no code matches; ErrFailedPrecondition if expired or revoked.
+	RedeemCode(ctx context.Context, hmacs [][]byte, enrollmentID string, now time.Time) (*enrollment.Enrollment, *enrollment.CodeView, error)
+	// RevokeCode revokes the live code of a subject. ErrNotFound if the subject or its code
+	// is absent, ErrFailedPrecondition if the code is not ISSUED.
+	RevokeCode(ctx context.Context, incidentID, externalRef, reason string, now time.Time) (*enrollment.Code, error)
+
+	// GetEnrollment returns ErrNotFound if absent or if partnerID is non-empty and differs.
+	GetEnrollment(ctx context.Context, id, partnerID string) (*enrollment.Enrollment, error)
+	// ListEnrollments returns up to limit enrollments of the partner with id > after, by id;
+	// state filters on the stored state when non-empty.
+	ListEnrollments(ctx context.Context, partnerID, after string, state enrollment.EnrollmentState, limit int) ([]*enrollment.Enrollment, error)
+	// ActivateEnrollment moves a PENDING enrollment of the partner to ACTIVE, binding the
+	// member id. ErrNotFound for other partners' enrollments, ErrFailedPrecondition if not
+	// activatable, ErrAlreadyExists if the member id is bound to another enrollment.
+	ActivateEnrollment(ctx context.Context, id, partnerID, memberID string, now time.Time) (*enrollment.Enrollment, error)
+	// CancelEnrollment moves a PENDING or ACTIVE enrollment of the partner to CANCELLED.
+	CancelEnrollment(ctx context.Context, id, partnerID, reason string, now time.Time) (*enrollment.Enrollment, error)
+
+	// Counters returns the counter rows of an incident.
+	Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
+	// Recount recomputes the counter rows of an incident from the code and enrollment rows.
+	Recount(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
+}
+
+// MintFunc returns the code HMAC and lookup key id for a subject at an attempt number.
+type MintFunc func(subjectID int64, attempt uint32) (hmac []byte, keyID string)
+
+// BatchCode is one row of a batch's mail-house export, without the plaintext (which the caller
+// re-derives from the batch secret).
+type BatchCode struct {
+	CodeID      int64
+	SubjectID   int64
+	Attempt     uint32
+	ExternalRef string
+	CohortID    string
+	HMAC        []byte
+	KeyID       string
+	RedeemBy    time.Time
+}
