@@ -25,6 +25,7 @@ const IncidentID = "demo-breach"
 // Result is what seeding produced.
 type Result struct {
 	Codes         []Code
+	Batches       []string // batches/{id}, one per cohort offered protection
 	PartnerID     string
 	PartnerSecret string
 	FinanceID     string
@@ -121,6 +122,7 @@ func Seed(ctx context.Context, conn *grpc.ClientConn, adminID, adminSecret strin
 		if err != nil {
 			return nil, fmt.Errorf("failed to issue codes for %s: %w", c.id, err)
 		}
+		res.Batches = append(res.Batches, b.GetBatch().GetName())
 		stream, err := admin.ExportBatchCodes(ctx, &enrollv1.ExportBatchCodesRequest{Name: b.GetBatch().GetName()})
 		if err != nil {
 			return nil, fmt.Errorf("failed to export %s: %w", b.GetBatch().GetName(), err)
