@@ -77,6 +77,9 @@ func (s *Store) IssueNext(ctx context.Context, batchID string, limit int, now ti
 	issued := 0
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		issued = 0
+		if err := s.lockIssuance(tx, batchID); err != nil {
+			return err
+		}
 		var b batchRow
 		if err := tx.Where("id = ?", batchID).Take(&b).Error; err != nil {
 			if isNotFound(err) {
@@ -181,6 +184,9 @@ func (s *Store) FinishBatch(ctx context.Context, batchID string, state enrollmen
 	return s.tx(ctx, func(tx *gorm.DB) error {
 		var b batchRow
 		if err := tx.Where("id = ?", batchID).Take(&b).Error; err != nil {
+			if isNotFound(err) {
+				return enrollment.NotFoundf("batch %q not found", batchID)
+			}
 			return err
 		}
 		err := tx.Model(&batchRow{}).Where("id = ?", batchID).

@@ -105,6 +105,16 @@ func (s *Store) RedeemCode(ctx context.Context, hmacs [][]byte, enrollmentID str
 			return res.Error
 		}
 		if res.RowsAffected != 1 {
+			// Lost a race since the read above: the code was redeemed, or revoked, by another
+			// transaction. Report what it is now, not always "redeemed".
+			cur, err := findCode(tx, hmacs)
+			if err != nil {
+				return err
+			}
+			curCode := cur.toDomain()
+			if err := curCode.CheckRedeemable(now); err != nil {
+				return err
+			}
 			return enrollment.AlreadyExistsf("this code has already been redeemed; use the status page to see your enrollment")
 		}
 		var inc incidentRow

@@ -132,6 +132,19 @@ func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	return s.db.WithContext(ctx).Transaction(fn)
 }
 
+// lockIssuance serialises IssueNext per incident on PostgreSQL by locking the batch's
+// incident row until tx ends. Without it, two batches whose cohorts share a person (or two
+// batches of one cohort) both see that person without a code under READ COMMITTED, and the
+// second insert fails on the one-live-code index instead of skipping the person. Statements
+// after the lock see the winner's codes and cursor. SQLite needs nothing: BEGIN IMMEDIATE
+// already serialises writers.
+func (s *Store) lockIssuance(tx *gorm.DB, batchID string) error {
+	if s.driver != DriverPostgres {
+		return nil
+	}
+	return tx.Exec("SELECT 1 FROM incidents WHERE id = (SELECT incident_id FROM batches WHERE id = ?) FOR UPDATE", batchID).Error
+}
+
 func isDuplicate(err error) bool { return errors.Is(err, gorm.ErrDuplicatedKey) }
 
 func isNotFound(err error) bool { return errors.Is(err, gorm.ErrRecordNotFound) }

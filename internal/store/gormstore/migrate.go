@@ -26,16 +26,21 @@ var migrations = []migration{
 
 func (s *Store) migrate(ctx context.Context) error {
 	db := s.db.WithContext(ctx)
-	if err := db.AutoMigrate(&migrationRow{}); err != nil {
+	// schema_migrations itself is created under the lock too: replicas creating it at once on
+	// an empty PostgreSQL schema would otherwise race in the catalog (pg_type unique violation).
+	err := db.Transaction(func(tx *gorm.DB) error {
+		if err := s.lockMigrations(tx); err != nil {
+			return err
+		}
+		return tx.AutoMigrate(&migrationRow{})
+	})
+	if err != nil {
 		return fmt.Errorf("failed to create schema_migrations: %w", err)
 	}
 	for _, m := range migrations {
 		err := db.Transaction(func(tx *gorm.DB) error {
-			if s.driver == DriverPostgres {
-				// Replicas starting together serialise here; the loser then sees the row.
-				if err := tx.Exec("SELECT pg_advisory_xact_lock(4242001)").Error; err != nil {
-					return err
-				}
+			if err := s.lockMigrations(tx); err != nil {
+				return err
 			}
 			var n int64
 			if err := tx.Model(&migrationRow{}).Where("name = ?", m.name).Count(&n).Error; err != nil {
@@ -54,4 +59,14 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lockMigrations serialises replicas migrating one PostgreSQL database until tx ends; the
+// loser then sees the winner's rows. SQLite needs nothing: its transactions take the write
+// lock up front.
+func (s *Store) lockMigrations(tx *gorm.DB) error {
+	if s.driver != DriverPostgres {
+		return nil
+	}
+	return tx.Exec("SELECT pg_advisory_xact_lock(4242001)").Error
 }

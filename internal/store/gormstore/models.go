@@ -92,16 +92,16 @@ func (batchRow) TableName() string { return "batches" }
 // ISSUED or REDEEMED and NULL otherwise; its unique index makes "one live code per person"
 // a database invariant rather than a convention.
 type codeRow struct {
-	ID            int64  `gorm:"primaryKey;autoIncrement;index:codes_batch,priority:2"`
-	CodeHMAC      []byte `gorm:"column:code_hmac;not null;uniqueIndex"`
-	KeyID         string `gorm:"size:32;not null"`
-	IncidentID    string `gorm:"size:63;not null"`
-	CohortID      string `gorm:"size:63;not null"`
-	SubjectID     int64  `gorm:"not null;index"`
-	LiveSubjectID *int64 `gorm:"uniqueIndex"`
-	BatchID       string `gorm:"size:40;not null;index:codes_batch,priority:1"`
-	Attempt       uint32 `gorm:"not null"`
-	State         string `gorm:"size:16;not null"`
+	ID            int64     `gorm:"primaryKey;autoIncrement;index:codes_batch,priority:2"`
+	CodeHMAC      []byte    `gorm:"column:code_hmac;not null;uniqueIndex"`
+	KeyID         string    `gorm:"size:32;not null"`
+	IncidentID    string    `gorm:"size:63;not null"`
+	CohortID      string    `gorm:"size:63;not null"`
+	SubjectID     int64     `gorm:"not null;index"`
+	LiveSubjectID *int64    `gorm:"uniqueIndex"`
+	BatchID       string    `gorm:"size:40;not null;index:codes_batch,priority:1"`
+	Attempt       uint32    `gorm:"not null"`
+	State         string    `gorm:"size:16;not null"`
 	IssueTime     time.Time `gorm:"not null"`
 	RedeemBy      time.Time `gorm:"not null"`
 	RedeemTime    *time.Time
@@ -114,15 +114,15 @@ func (codeRow) TableName() string { return "codes" }
 // enrollmentRow: LiveSubjectID is set while PENDING or ACTIVE so that a subject has at most
 // one non-terminal enrollment, enforced by a unique index.
 type enrollmentRow struct {
-	ID                 string  `gorm:"primaryKey;size:40"`
-	IncidentID         string  `gorm:"size:63;not null"`
-	CohortID           string  `gorm:"size:63;not null"`
-	SubjectID          int64   `gorm:"not null"`
-	CodeID             int64   `gorm:"not null;uniqueIndex"`
-	PartnerID          string  `gorm:"size:63;not null;index:enrollments_partner,priority:1;uniqueIndex:enrollments_member,priority:1"`
-	MemberID           *string `gorm:"size:128;uniqueIndex:enrollments_member,priority:2"`
-	LiveSubjectID      *int64  `gorm:"uniqueIndex"`
-	State              string  `gorm:"size:16;not null"`
+	ID                 string    `gorm:"primaryKey;size:40"`
+	IncidentID         string    `gorm:"size:63;not null"`
+	CohortID           string    `gorm:"size:63;not null"`
+	SubjectID          int64     `gorm:"not null"`
+	CodeID             int64     `gorm:"not null;uniqueIndex"`
+	PartnerID          string    `gorm:"size:63;not null;index:enrollments_partner,priority:1;uniqueIndex:enrollments_member,priority:1"`
+	MemberID           *string   `gorm:"size:128;uniqueIndex:enrollments_member,priority:2"`
+	LiveSubjectID      *int64    `gorm:"uniqueIndex"`
+	State              string    `gorm:"size:16;not null"`
 	RedeemTime         time.Time `gorm:"not null"`
 	ActivationDeadline time.Time `gorm:"not null"`
 	ActivateTime       *time.Time
