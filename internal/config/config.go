@@ -45,6 +45,8 @@ type Config struct {
 	DevKeysFile      string
 	LogLevel         string
 	ShutdownTimeout  time.Duration
+	BatchLeaseTTL    time.Duration
+	IssueChunk       int
 }
 
 // Default returns the safe defaults: production mode, loopback-friendly ports, an embedded
@@ -63,6 +65,8 @@ func Default() Config {
 		DevKeysFile:      "enroll-dev-keys.json",
 		LogLevel:         "info",
 		ShutdownTimeout:  20 * time.Second,
+		BatchLeaseTTL:    30 * time.Second,
+		IssueChunk:       5000,
 	}
 }
 
@@ -113,6 +117,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	envInt("ENROLL_DB_MAX_OPEN_CONNS", &c.DBMaxOpenConns)
 	envDur("ENROLL_TOKEN_TTL", &c.TokenTTL)
 	envDur("ENROLL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
+	envDur("ENROLL_BATCH_LEASE_TTL", &c.BatchLeaseTTL)
+	envInt("ENROLL_ISSUE_CHUNK", &c.IssueChunk)
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -131,6 +137,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.DevKeysFile, "dev-keys-file", c.DevKeysFile, "demo mode only: where generated secrets are kept (ENROLL_DEV_KEYS_FILE)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (ENROLL_LOG_LEVEL)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight calls (ENROLL_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&c.BatchLeaseTTL, "batch-lease-ttl", c.BatchLeaseTTL, "how long an issuance batch stays with a replica that stopped making progress (ENROLL_BATCH_LEASE_TTL)")
+	fs.IntVar(&c.IssueChunk, "issue-chunk", c.IssueChunk, "codes issued per transaction (ENROLL_ISSUE_CHUNK)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -165,6 +173,12 @@ func (c Config) Validate() error {
 	}
 	if c.TokenTTL <= 0 || c.TokenTTL > time.Hour {
 		errs = append(errs, errors.New("token ttl must be between 1s and 1h"))
+	}
+	if c.BatchLeaseTTL < time.Second {
+		errs = append(errs, errors.New("batch lease ttl must be at least 1s"))
+	}
+	if c.IssueChunk < 1 || c.IssueChunk > 50000 {
+		errs = append(errs, errors.New("issue chunk must be between 1 and 50000"))
 	}
 	if c.Issuer == "" || c.Audience == "" {
 		errs = append(errs, errors.New("issuer and audience are required"))

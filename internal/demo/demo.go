@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
+	"github.com/idprotect/enroll/internal/apiclient"
 )
 
 // IncidentID is the demo incident.
@@ -106,7 +108,7 @@ func Seed(ctx context.Context, conn *grpc.ClientConn, adminID, adminSecret strin
 			return nil, fmt.Errorf("failed to create cohort %s: %w", c.id, err)
 		}
 	}
-	imp, err := admin.ImportSubjects(ctx, &enrollv1.ImportSubjectsRequest{Parent: "incidents/" + IncidentID, Subjects: subjects})
+	imp, err := apiclient.Import(ctx, admin, IncidentID, 0, apiclient.Records(subjects), nil)
 	if err != nil {
 		return nil, fmt.Errorf("failed to import demo subjects: %w", err)
 	}
@@ -114,18 +116,18 @@ func Seed(ctx context.Context, conn *grpc.ClientConn, adminID, adminSecret strin
 		return nil, fmt.Errorf("demo import rejected line %d: %s", imp.GetErrors()[0].GetLine(), imp.GetErrors()[0].GetReason())
 	}
 	res := &Result{}
-	for _, c := range cohorts {
-		if !c.c.GetOfferApplies() {
-			continue
+	issued, err := admin.IssueCodes(ctx, &enrollv1.IssueCodesRequest{Incident: "incidents/" + IncidentID})
+	if err != nil {
+		return nil, fmt.Errorf("failed to issue codes: %w", err)
+	}
+	for _, b := range issued.GetBatches() {
+		if _, err := apiclient.WaitBatch(ctx, admin, b.GetName(), 50*time.Millisecond, nil); err != nil {
+			return nil, err
 		}
-		b, err := admin.IssueCodes(ctx, &enrollv1.IssueCodesRequest{Cohort: "incidents/" + IncidentID + "/cohorts/" + c.id})
+		res.Batches = append(res.Batches, b.GetName())
+		stream, err := admin.ExportBatchCodes(ctx, &enrollv1.ExportBatchCodesRequest{Name: b.GetName()})
 		if err != nil {
-			return nil, fmt.Errorf("failed to issue codes for %s: %w", c.id, err)
-		}
-		res.Batches = append(res.Batches, b.GetBatch().GetName())
-		stream, err := admin.ExportBatchCodes(ctx, &enrollv1.ExportBatchCodesRequest{Name: b.GetBatch().GetName()})
-		if err != nil {
-			return nil, fmt.Errorf("failed to export %s: %w", b.GetBatch().GetName(), err)
+			return nil, fmt.Errorf("failed to export %s: %w", b.GetName(), err)
 		}
 		for {
 			chunk, err := stream.Recv()
@@ -133,7 +135,7 @@ func Seed(ctx context.Context, conn *grpc.ClientConn, adminID, adminSecret strin
 				break
 			}
 			if err != nil {
-				return nil, fmt.Errorf("failed to export %s: %w", b.GetBatch().GetName(), err)
+				return nil, fmt.Errorf("failed to export %s: %w", b.GetName(), err)
 			}
 			for _, r := range chunk.GetCodes() {
 				res.Codes = append(res.Codes, Code{ExternalRef: r.GetExternalRef(), Cohort: r.GetCohort(), Code: r.GetCode()})

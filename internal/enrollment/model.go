@@ -106,6 +106,17 @@ type Batch struct {
 	MasterKeyID   string
 	LookupKeyID   string
 	Error         string
+	LeaseOwner    string
+	LeaseUntil    time.Time
+}
+
+// IssueRate is codes issued per second from creation to the last update.
+func (b *Batch) IssueRate() float64 {
+	secs := b.UpdateTime.Sub(b.CreateTime).Seconds()
+	if secs <= 0 || b.Issued == 0 {
+		return 0
+	}
+	return float64(b.Issued) / secs
 }
 
 // BatchState is the progress of a batch.

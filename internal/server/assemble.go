@@ -15,6 +15,7 @@ import (
 	"github.com/idprotect/enroll/internal/devkeys"
 	"github.com/idprotect/enroll/internal/enrollment"
 	"github.com/idprotect/enroll/internal/identity"
+	"github.com/idprotect/enroll/internal/issuance"
 	"github.com/idprotect/enroll/internal/service"
 	"github.com/idprotect/enroll/internal/store/gormstore"
 )
@@ -79,8 +80,13 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 	if err != nil {
 		return fail(fmt.Errorf("failed to store the bootstrap admin client: %w", err))
 	}
+	runner := issuance.New(issuance.Config{
+		Store: st, Keyring: keyring, Master: master, Clock: clk, Log: log,
+		LeaseTTL: cfg.BatchLeaseTTL, Chunk: cfg.IssueChunk,
+	})
 	svcs, err := service.New(service.Deps{
 		Store: st, Clock: clk, Keyring: keyring, MasterKey: master, Identity: hasher, Tokens: tokens, Logger: log,
+		Issuer: runner,
 	})
 	if err != nil {
 		return fail(err)
@@ -88,6 +94,7 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 	srv, err := New(ctx, Options{
 		Services: svcs, Tokens: tokens, Store: st, Logger: log,
 		GRPCListener: grpcLis, HTTPListener: httpLis, ShutdownTimeout: cfg.ShutdownTimeout,
+		Workers: []func(context.Context){runner.Run},
 	})
 	if err != nil {
 		return fail(err)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -59,27 +60,40 @@ func TestE2EFlowHTTP(t *testing.T) {
 			}
 		}
 		var rows []json.RawMessage
-		for _, r := range fixtureSubjects() {
+		for i, r := range fixtureSubjects() {
+			r.Line = int64(firstLine + i)
 			raw, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
 			if err != nil {
 				t.Fatal(err)
 			}
 			rows = append(rows, raw)
 		}
-		imp := h.do(t, "POST", "/v1/"+inc+"/subjects:import", admin, map[string]any{"subjects": rows, "first_line": firstLine}).ok(t, "ImportSubjects")
+		// A client stream through the gateway: newline-delimited messages; one is enough here.
+		imp := h.do(t, "POST", "/v1/subjects:import", admin, map[string]any{"parent": inc, "subjects": rows}).ok(t, "ImportSubjects")
 		errs, _ := get(imp, "errors").([]any)
 		if str(imp, "created") != "5" || str(imp, "memberships_added") != "1" || len(errs) != 1 || get(errs[0].(map[string]any), "line") != "8" {
 			t.Fatalf("ImportSubjects: %v", imp)
 		}
-		h.do(t, "POST", "/v1/"+inc+"/cohorts/prepaid-customers:issueCodes", admin, "{}").
+		h.do(t, "POST", "/v1/batches:issue", admin, map[string]any{"cohort": inc + "/cohorts/prepaid-customers"}).
 			wantError(t, "IssueCodes on a cohort not offered protection", http.StatusBadRequest, "offer_applies")
 
 		codes := map[string]string{}
 		for _, cohort := range []string{"credit-applicants", "postpaid-customers"} {
-			b := h.do(t, "POST", "/v1/"+inc+"/cohorts/"+cohort+":issueCodes", admin, "{}").ok(t, "IssueCodes")
-			name := str(b, "batch", "name")
+			started := h.do(t, "POST", "/v1/batches:issue", admin, map[string]any{"cohort": inc + "/cohorts/" + cohort}).ok(t, "IssueCodes")
+			batches, _ := get(started, "batches").([]any)
+			if len(batches) != 1 {
+				t.Fatalf("IssueCodes: %v", started)
+			}
+			name := str(batches[0].(map[string]any), "name")
+			var b map[string]any
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				b = h.do(t, "GET", "/v1/"+name, admin, nil).ok(t, "GetBatch")
+				if str(b, "batch", "state") != "BATCH_STATE_RUNNING" || time.Now().After(deadline) {
+					break
+				}
+			}
 			if str(b, "batch", "state") != "BATCH_STATE_SUCCEEDED" || str(b, "batch", "redeem_by_time") != "2026-07-30T10:00:00Z" {
-				t.Fatalf("IssueCodes: %v", b)
+				t.Fatalf("batch: %v", b)
 			}
 			if got := h.do(t, "GET", "/v1/"+name, admin, nil).ok(t, "GetBatch"); str(got, "batch", "issued") != str(b, "batch", "total") {
 				t.Fatalf("GetBatch: %v", got)

@@ -153,12 +153,12 @@ func TestE2EShutdownDrainsInFlightStream(t *testing.T) {
 		for i := range rows {
 			rows[i] = &enrollv1.SubjectRecord{ExternalRef: fmt.Sprintf("D-%05d", i), Cohort: "all", LastName: "Drain", Ssn: fmt.Sprintf("%04d", i), PostalCode: "10001"}
 		}
-		if imp, err := h.admin.ImportSubjects(ctx, &enrollv1.ImportSubjectsRequest{Parent: "incidents/drain-breach", Subjects: rows}); err != nil || imp.GetCreated() != n {
-			t.Fatalf("import: %v, %v", imp, err)
+		if imp := h.importSubjects(t, ctx, "incidents/drain-breach", rows); imp.GetCreated() != n {
+			t.Fatalf("import: %v", imp)
 		}
-		b, err := h.admin.IssueCodes(ctx, &enrollv1.IssueCodesRequest{Cohort: "incidents/drain-breach/cohorts/all"})
-		if err != nil || b.GetBatch().GetIssued() != n {
-			t.Fatalf("IssueCodes: %v, %v", b, err)
+		b := h.issue(t, ctx, "incidents/drain-breach/cohorts/all")
+		if b.GetIssued() != n {
+			t.Fatalf("IssueCodes: %v", b)
 		}
 
 		// Fixed 64 KiB flow-control windows: the server cannot push the whole export ahead,
@@ -169,7 +169,7 @@ func TestE2EShutdownDrainsInFlightStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		stream, err := enrollv1.NewAdminServiceClient(conn).ExportBatchCodes(ctx, &enrollv1.ExportBatchCodesRequest{Name: b.GetBatch().GetName()})
+		stream, err := enrollv1.NewAdminServiceClient(conn).ExportBatchCodes(ctx, &enrollv1.ExportBatchCodesRequest{Name: b.GetName()})
 		if err != nil {
 			t.Fatal(err)
 		}

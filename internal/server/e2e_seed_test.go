@@ -3,9 +3,11 @@ package server_test
 import (
 	"context"
 	"errors"
+	"github.com/idprotect/enroll/internal/apiclient"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
 )
@@ -115,20 +117,14 @@ func seed(t testing.TB, h *harness, incidentID, partnerID string) *seeded {
 			t.Fatalf("CreateCohort %s: %v", c.id, err)
 		}
 	}
-	s.imported, err = h.admin.ImportSubjects(ctx, &enrollv1.ImportSubjectsRequest{Parent: s.incident, Subjects: fixtureSubjects(), FirstLine: firstLine})
-	if err != nil {
-		t.Fatalf("ImportSubjects: %v", err)
-	}
+	s.imported = h.importSubjects(t, ctx, s.incident, fixtureSubjects())
 	for _, c := range fixtureCohorts() {
 		if !c.c.GetOfferApplies() {
 			continue
 		}
-		resp, err := h.admin.IssueCodes(ctx, &enrollv1.IssueCodesRequest{Cohort: s.incident + "/cohorts/" + c.id})
-		if err != nil {
-			t.Fatalf("IssueCodes %s: %v", c.id, err)
-		}
-		s.batches[c.id] = resp.GetBatch()
-		rows := exportCodes(t, h, ctx, resp.GetBatch().GetName())
+		b := h.issue(t, ctx, s.incident+"/cohorts/"+c.id)
+		s.batches[c.id] = b
+		rows := exportCodes(t, h, ctx, b.GetName())
 		s.exported[c.id] = rows
 		for _, r := range rows {
 			s.codes[r.GetExternalRef()] = r.GetCode()
@@ -183,4 +179,37 @@ func (s *seeded) redeemRef(t testing.TB, h *harness, ref string) *enrollv1.Enrol
 		t.Fatalf("RedeemCode %s: state %v, want PENDING", ref, got)
 	}
 	return resp.GetEnrollment()
+}
+
+// importSubjects streams rows (numbered from firstLine, as in a CSV with a header) through
+// ImportSubjects in one message and returns the summary.
+func (h *harness) importSubjects(t testing.TB, ctx context.Context, incident string, rows []*enrollv1.SubjectRecord) *enrollv1.ImportSubjectsResponse {
+	t.Helper()
+	for i, r := range rows {
+		if r.GetLine() == 0 {
+			r.Line = int64(firstLine + i)
+		}
+	}
+	resp, err := apiclient.Import(ctx, h.admin, strings.TrimPrefix(incident, "incidents/"), 0, apiclient.Records(rows), nil)
+	if err != nil {
+		t.Fatalf("ImportSubjects: %v", err)
+	}
+	return resp
+}
+
+// issue starts issuance for one cohort and waits until the background batch has finished.
+func (h *harness) issue(t testing.TB, ctx context.Context, cohort string) *enrollv1.Batch {
+	t.Helper()
+	resp, err := h.admin.IssueCodes(ctx, &enrollv1.IssueCodesRequest{Cohort: cohort})
+	if err != nil {
+		t.Fatalf("IssueCodes %s: %v", cohort, err)
+	}
+	if len(resp.GetBatches()) != 1 || resp.GetBatches()[0].GetState() != enrollv1.BatchState_BATCH_STATE_RUNNING {
+		t.Fatalf("IssueCodes %s: want one RUNNING batch, got %v", cohort, resp)
+	}
+	b, err := apiclient.WaitBatch(ctx, h.admin, resp.GetBatches()[0].GetName(), 10*time.Millisecond, nil)
+	if err != nil {
+		t.Fatalf("batch of %s: %v", cohort, err)
+	}
+	return b
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -33,6 +34,9 @@ type Options struct {
 	HTTPListener net.Listener
 	// ShutdownTimeout bounds how long in-flight calls may take to drain.
 	ShutdownTimeout time.Duration
+	// Workers run in the background while serving (the issuance runner) and are stopped
+	// after the listeners have drained.
+	Workers []func(ctx context.Context)
 }
 
 // Server is the running pair of listeners.
@@ -101,6 +105,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		errc <- nil
 	}()
+	wctx, stopWorkers := context.WithCancel(context.Background())
+	var workers sync.WaitGroup
+	for _, w := range s.opts.Workers {
+		workers.Go(func() { w(wctx) })
+	}
 	s.opts.Logger.Info("serving", "grpc", s.opts.GRPCListener.Addr().String(), "http", s.opts.HTTPListener.Addr().String())
 
 	var serveErr error
@@ -124,6 +133,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.grpc.Stop()
 	}
 	_ = s.gateway.conn.Close()
+	// Workers stop between units of work (an issuance chunk is one transaction), so this is
+	// quick; what they leave unfinished resumes on the next start.
+	stopWorkers()
+	workers.Wait()
 	s.opts.Logger.Info("stopped")
 	return serveErr
 }

@@ -77,6 +77,7 @@ func batchToProto(b *enrollment.Batch) *enrollv1.Batch {
 		UpdateTime:   ts(b.UpdateTime),
 		ExportPurged: b.WrappedSecret == nil,
 		Error:        b.Error,
+		IssueRate:    b.IssueRate(),
 	}
 }
 

@@ -3,69 +3,145 @@ package service
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"sort"
 	"strings"
+	"time"
 
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
 	enrollcodes "github.com/idprotect/enroll/internal/codes"
 	"github.com/idprotect/enroll/internal/enrollment"
 	"github.com/idprotect/enroll/internal/identity"
-	"github.com/idprotect/enroll/internal/store"
 )
 
 const (
-	maxImportRows  = 10000
-	issueChunkSize = 2000
-	exportPageSize = 1000
+	maxChunkRows     = 10000
+	importBatchRows  = 5000
+	maxReportedError = 1000
+	defaultMaxErrors = 1000
+	exportPageSize   = 1000
 )
 
-// ImportSubjects imports eligibility rows. Identity fields are reduced to the identity key
-// here, before anything reaches the store; bad rows are reported by line and skipped.
-func (s *AdminServer) ImportSubjects(ctx context.Context, req *enrollv1.ImportSubjectsRequest) (*enrollv1.ImportSubjectsResponse, error) {
-	incidentID, err := parseName("parent", req.GetParent(), "incidents")
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
-	if n := len(req.GetSubjects()); n == 0 || n > maxImportRows {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("send 1 to %d subjects per call (got %d); split larger files", maxImportRows, n))
-	}
-	first := req.GetFirstLine()
-	if first <= 0 {
-		first = 1
-	}
-	var (
-		rows   []enrollment.SubjectRow
-		errs   []enrollment.ImportError
-		seenBy = map[string]int{}
-	)
-	for i, r := range req.GetSubjects() {
-		line := first + int64(i)
-		row, err := s.subjectRow(line, r)
+// ImportSubjects imports a stream of eligibility rows. Identity fields are reduced to the
+// identity key here, before anything reaches the store; rows are committed in chunks of
+// importBatchRows, so memory stays flat however long the stream, and a failure loses at most
+// the chunk in flight (which a rerun, being idempotent, redoes).
+func (s *AdminServer) ImportSubjects(stream enrollv1.AdminService_ImportSubjectsServer) error {
+	ctx := stream.Context()
+	imp := &importRun{s: s, resp: &enrollv1.ImportSubjectsResponse{}, seen: map[string][]byte{}}
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil {
-			errs = append(errs, enrollment.ImportError{Line: line, Reason: err.Error()})
+			return err
+		}
+		if err := imp.accept(ctx, req); err != nil {
+			return s.toStatus(ctx, err)
+		}
+		if imp.full() {
+			if err := imp.flush(ctx); err != nil {
+				return s.toStatus(ctx, err)
+			}
+		}
+		if imp.resp.Stopped {
+			return stream.SendAndClose(imp.resp)
+		}
+	}
+	if imp.incidentID == "" {
+		return s.toStatus(ctx, enrollment.Invalidf("send at least one message with parent set to incidents/{incident}"))
+	}
+	if err := imp.flush(ctx); err != nil {
+		return s.toStatus(ctx, err)
+	}
+	return stream.SendAndClose(imp.resp)
+}
+
+// importRun is the state of one ImportSubjects stream.
+type importRun struct {
+	s          *AdminServer
+	incidentID string
+	maxErrors  int64
+	rows       []enrollment.SubjectRow
+	resp       *enrollv1.ImportSubjectsResponse
+	// seen remembers the identity key of each external_ref in the current chunk, so that a
+	// reference repeated with different data inside one chunk is caught (across chunks the
+	// store catches it).
+	seen map[string][]byte
+}
+
+func (r *importRun) accept(ctx context.Context, req *enrollv1.ImportSubjectsRequest) error {
+	if r.incidentID == "" {
+		id, err := parseName("parent", req.GetParent(), "incidents")
+		if err != nil {
+			return err
+		}
+		if _, err := r.s.Store.GetIncident(ctx, id); err != nil {
+			return err
+		}
+		r.incidentID, r.maxErrors = id, req.GetMaxErrors()
+		if r.maxErrors <= 0 {
+			r.maxErrors = defaultMaxErrors
+		}
+	} else if req.GetParent() != "" && req.GetParent() != incidentName(r.incidentID) {
+		return enrollment.Invalidf("every message of one import must name the same parent")
+	}
+	if len(req.GetSubjects()) > maxChunkRows {
+		return enrollment.Invalidf("send at most %d subjects per message (got %d)", maxChunkRows, len(req.GetSubjects()))
+	}
+	for _, rec := range req.GetSubjects() {
+		r.resp.RowsRead++
+		line := rec.GetLine()
+		if line <= 0 {
+			line = r.resp.RowsRead
+		}
+		row, err := r.s.subjectRow(line, rec)
+		if err == nil {
+			if key, dup := r.seen[row.ExternalRef]; dup && !bytes.Equal(key, row.IdentityKey) {
+				err = enrollment.Invalidf("external_ref %s appears earlier in this file with different identity data", row.ExternalRef)
+			}
+		}
+		if err != nil {
+			r.reject(enrollment.ImportError{Line: line, Reason: err.Error()})
 			continue
 		}
-		// The same reference twice in one call must carry the same person.
-		if j, dup := seenBy[row.ExternalRef]; dup && !bytes.Equal(rows[j].IdentityKey, row.IdentityKey) {
-			errs = append(errs, enrollment.ImportError{Line: line, Reason: "external_ref " + row.ExternalRef + " appears earlier in this file with different identity data"})
-			continue
-		}
-		seenBy[row.ExternalRef] = len(rows)
-		rows = append(rows, row)
+		r.seen[row.ExternalRef] = row.IdentityKey
+		r.rows = append(r.rows, row)
 	}
-	res := &enrollment.ImportResult{}
-	if len(rows) > 0 {
-		if res, err = s.Store.ImportSubjects(ctx, incidentID, rows); err != nil {
-			return nil, s.toStatus(ctx, err)
-		}
+	return nil
+}
+
+func (r *importRun) full() bool { return len(r.rows) >= importBatchRows }
+
+func (r *importRun) reject(e enrollment.ImportError) {
+	r.resp.ErrorCount++
+	if len(r.resp.Errors) < maxReportedError {
+		r.resp.Errors = append(r.resp.Errors, &enrollv1.ImportError{Line: e.Line, Reason: e.Reason})
 	}
-	errs = append(errs, res.Errors...)
-	sort.Slice(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
-	resp := &enrollv1.ImportSubjectsResponse{Created: res.Created, MembershipsAdded: res.MembershipsAdded, Unchanged: res.Unchanged}
-	for _, e := range errs {
-		resp.Errors = append(resp.Errors, &enrollv1.ImportError{Line: e.Line, Reason: e.Reason})
+	if r.resp.ErrorCount > r.maxErrors {
+		r.resp.Stopped = true
 	}
-	return resp, nil
+}
+
+func (r *importRun) flush(ctx context.Context) error {
+	if len(r.rows) == 0 {
+		return nil
+	}
+	res, err := r.s.Store.ImportSubjects(ctx, r.incidentID, r.rows)
+	if err != nil {
+		return err
+	}
+	r.rows, r.seen = r.rows[:0], map[string][]byte{}
+	r.resp.Created += res.Created
+	r.resp.MembershipsAdded += res.MembershipsAdded
+	r.resp.Unchanged += res.Unchanged
+	for _, e := range res.Errors {
+		r.reject(e)
+	}
+	sort.Slice(r.resp.Errors, func(i, j int) bool { return r.resp.Errors[i].Line < r.resp.Errors[j].Line })
+	return nil
 }
 
 func (s *AdminServer) subjectRow(line int64, r *enrollv1.SubjectRecord) (enrollment.SubjectRow, error) {
@@ -87,74 +163,124 @@ func (s *AdminServer) subjectRow(line int64, r *enrollv1.SubjectRecord) (enrollm
 	return enrollment.SubjectRow{Line: line, ExternalRef: ref, CohortID: cohort, IdentityKey: key}, nil
 }
 
-// IssueCodes issues codes to every member of a cohort that has none, as one batch. Codes are
-// derived from a fresh per-batch secret stored only wrapped under the master key, so the
-// mail-house export can be produced again until it is purged, and nothing else ever holds
-// the plaintext.
+// IssueCodes starts one batch per cohort in scope and returns them RUNNING; the issuance
+// runner does the work in the background. Codes are derived from a fresh per-batch secret
+// stored only wrapped under the master key, so the mail-house export can be produced again
+// until it is purged, and nothing else ever holds the plaintext.
 func (s *AdminServer) IssueCodes(ctx context.Context, req *enrollv1.IssueCodesRequest) (*enrollv1.IssueCodesResponse, error) {
-	incidentID, cohortID, err := parseChildName("cohort", req.GetCohort(), "incidents", "cohorts")
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	in, err := s.Store.GetIncident(ctx, incidentID)
+	cohorts, err := s.issueScope(ctx, req)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	secret, err := enrollcodes.NewBatchSecret()
+	in, err := s.Store.GetIncident(ctx, cohorts[0].IncidentID)
 	if err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	now := s.now()
-	b := &enrollment.Batch{
-		ID: newID(), IncidentID: incidentID, CohortID: cohortID, State: enrollment.BatchRunning,
-		RedeemBy: in.RedeemBy(now), Creator: clientName(p.ClientID), CreateTime: now, UpdateTime: now,
-		MasterKeyID: s.MasterKey.ID(), LookupKeyID: s.Keyring.Current(),
+	resp := &enrollv1.IssueCodesResponse{}
+	for i, c := range cohorts {
+		secret, err := enrollcodes.NewBatchSecret()
+		if err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+		now := s.now()
+		b := &enrollment.Batch{
+			// i keeps the ids of one call in cohort order even if the clock stands still:
+			// the runner works through batches in id order.
+			ID: newBatchID(now.Add(time.Duration(i))), IncidentID: c.IncidentID, CohortID: c.ID, State: enrollment.BatchRunning,
+			RedeemBy: in.RedeemBy(now), Creator: clientName(p.ClientID), CreateTime: now, UpdateTime: now,
+			MasterKeyID: s.MasterKey.ID(), LookupKeyID: s.Keyring.Current(),
+		}
+		if b.WrappedSecret, err = s.MasterKey.Wrap(secret, []byte(b.ID)); err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+		if err := s.Store.CreateBatch(ctx, b); err != nil {
+			return nil, s.toStatus(ctx, err)
+		}
+		resp.Batches = append(resp.Batches, batchToProto(b))
 	}
-	if b.WrappedSecret, err = s.MasterKey.Wrap(secret, []byte(b.ID)); err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
-	if err := s.Store.CreateBatch(ctx, b); err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
-	if err := s.runBatch(ctx, b.ID, b.LookupKeyID, secret); err != nil {
-		_ = s.Store.FinishBatch(context.WithoutCancel(ctx), b.ID, enrollment.BatchFailed, "issuance stopped; run IssueCodes again to issue the rest", s.now())
-		return nil, s.toStatus(ctx, err)
-	}
-	if b, err = s.Store.GetBatch(ctx, b.ID); err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
-	return &enrollv1.IssueCodesResponse{Batch: batchToProto(b)}, nil
+	s.Issuer.Notify()
+	return resp, nil
 }
 
-// runBatch issues chunk after chunk until the cohort is covered.
-func (s *AdminServer) runBatch(ctx context.Context, batchID, keyID string, secret []byte) error {
-	mint := s.minter(keyID, secret)
+// issueScope resolves the cohorts an IssueCodes request covers.
+func (s *AdminServer) issueScope(ctx context.Context, req *enrollv1.IssueCodesRequest) ([]*enrollment.Cohort, error) {
+	switch {
+	case (req.GetCohort() == "") == (req.GetIncident() == ""):
+		return nil, enrollment.Invalidf("set exactly one of cohort (incidents/{id}/cohorts/{id}) or incident (incidents/{id})")
+	case req.GetCohort() != "":
+		incidentID, cohortID, err := parseChildName("cohort", req.GetCohort(), "incidents", "cohorts")
+		if err != nil {
+			return nil, err
+		}
+		c, err := s.Store.GetCohort(ctx, incidentID, cohortID)
+		if err != nil {
+			return nil, err
+		}
+		if !c.OfferApplies {
+			return nil, enrollment.FailedPreconditionf("cohort %q is not offered protection (offer_applies is false); no codes are issued for it", cohortID)
+		}
+		return []*enrollment.Cohort{c}, nil
+	}
+	incidentID, err := parseName("incident", req.GetIncident(), "incidents")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Store.GetIncident(ctx, incidentID); err != nil {
+		return nil, err
+	}
+	var out []*enrollment.Cohort
+	after := ""
 	for {
-		n, err := s.Store.IssueNext(ctx, batchID, issueChunkSize, s.now(), mint)
+		page, err := s.Store.ListCohorts(ctx, incidentID, after, maxPageSize)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if n == 0 {
-			return s.Store.FinishBatch(ctx, batchID, enrollment.BatchSucceeded, "", s.now())
+		for _, c := range page {
+			if c.OfferApplies {
+				out = append(out, c)
+			}
 		}
+		if len(page) < maxPageSize {
+			break
+		}
+		after = page[len(page)-1].ID
 	}
+	if len(out) == 0 {
+		return nil, enrollment.FailedPreconditionf("incident %q has no cohort that is offered protection", incidentID)
+	}
+	return out, nil
 }
 
-func (s *base) minter(keyID string, secret []byte) store.MintFunc {
-	return func(subjectID int64, attempt uint32) ([]byte, string) {
-		c := enrollcodes.Derive(secret, subjectID, attempt)
-		sum, err := s.Keyring.Sum(keyID, c)
+// ListBatches pages through batches, newest first.
+func (s *AdminServer) ListBatches(ctx context.Context, req *enrollv1.ListBatchesRequest) (*enrollv1.ListBatchesResponse, error) {
+	var incidentID string
+	if req.GetIncident() != "" {
+		id, err := parseName("incident", req.GetIncident(), "incidents")
 		if err != nil {
-			// keyID was taken from this keyring when the batch started; losing it mid-run
-			// means the process was reconfigured underneath us.
-			panic("lookup key " + keyID + " vanished from the keyring")
+			return nil, s.toStatus(ctx, err)
 		}
-		return sum, keyID
+		incidentID = id
 	}
+	size, before, err := page(req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	list, err := s.Store.ListBatches(ctx, incidentID, before, size)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	resp := &enrollv1.ListBatchesResponse{}
+	for _, b := range list {
+		resp.Batches = append(resp.Batches, batchToProto(b))
+	}
+	if len(list) > 0 {
+		resp.NextPageToken = nextPageToken(len(list), size, list[len(list)-1].ID)
+	}
+	return resp, nil
 }
 
 // GetBatch reads a batch.

@@ -26,6 +26,7 @@ func Policy() auth.Policy {
 		enrollv1.AdminService_ImportSubjects_FullMethodName:   admin,
 		enrollv1.AdminService_IssueCodes_FullMethodName:       admin,
 		enrollv1.AdminService_GetBatch_FullMethodName:         admin,
+		enrollv1.AdminService_ListBatches_FullMethodName:      admin,
 		enrollv1.AdminService_ExportBatchCodes_FullMethodName: admin,
 		enrollv1.AdminService_PurgeBatchExport_FullMethodName: admin,
 		enrollv1.AdminService_RevokeCode_FullMethodName:       admin,

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -35,6 +36,8 @@ type Deps struct {
 	Identity  *identity.Hasher
 	Tokens    *auth.Tokens
 	Logger    *slog.Logger
+	// Issuer is woken when a batch is created (the background issuance runner).
+	Issuer interface{ Notify() }
 }
 
 // Services bundles one implementation of each gRPC service over shared dependencies.
@@ -48,7 +51,7 @@ type Services struct {
 
 // New builds the services.
 func New(d Deps) (*Services, error) {
-	if d.Store == nil || d.Clock == nil || d.Keyring == nil || d.MasterKey == nil || d.Identity == nil || d.Tokens == nil || d.Logger == nil {
+	if d.Store == nil || d.Clock == nil || d.Keyring == nil || d.MasterKey == nil || d.Identity == nil || d.Tokens == nil || d.Logger == nil || d.Issuer == nil {
 		return nil, errors.New("service: every dependency is required")
 	}
 	b := &base{d}
@@ -176,6 +179,17 @@ func newID() string {
 		panic("crypto/rand failed: " + err.Error())
 	}
 	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// newBatchID returns a random batch id that sorts by creation time (lower-case base32hex of
+// the creation instant followed by 64 random bits), so ListBatches can page newest first by id.
+func newBatchID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixNano()))
+	if _, err := rand.Read(b[8:]); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	return strings.ToLower(base32.HexEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
 }
 
 // principal returns the authenticated caller; the auth interceptor guarantees one on every

@@ -61,12 +61,20 @@ type Store interface {
 	CreateBatch(ctx context.Context, b *enrollment.Batch) error
 	// GetBatch returns ErrNotFound if absent.
 	GetBatch(ctx context.Context, id string) (*enrollment.Batch, error)
+	// ListBatches returns up to limit batches, of incidentID if non-empty, newest first, with
+	// id < before (all if before is empty). Batch ids sort by creation time.
+	ListBatches(ctx context.Context, incidentID, before string, limit int) ([]*enrollment.Batch, error)
+	// NextRunnableBatch returns the oldest RUNNING batch whose lease is free, expired at now,
+	// or held by owner; ErrNotFound if there is none. It is a hint: IssueNext takes the lease.
+	NextRunnableBatch(ctx context.Context, owner string, now time.Time) (*enrollment.Batch, error)
 	// IssueNext issues codes to up to limit members of the batch's cohort that have none, in
-	// subject order, in one transaction with the batch progress and counters. mint derives the
-	// code HMAC for (subject, attempt); on an HMAC collision the store retries with the next
-	// attempt. It returns how many it issued; 0 means the batch is complete.
-	IssueNext(ctx context.Context, batchID string, limit int, now time.Time, mint MintFunc) (int, error)
-	// FinishBatch records the final state of a batch.
+	// subject order, in one transaction with the batch progress, the counters and the lease:
+	// it takes or extends the batch lease for lease.Owner until lease.Until, and fails with
+	// ErrFailedPrecondition if another owner holds an unexpired lease. mint derives the code
+	// HMAC for (subject, attempt); on an HMAC collision the store retries with the next attempt.
+	// It returns how many it issued; 0 means the batch has nothing left to issue.
+	IssueNext(ctx context.Context, batchID string, lease Lease, limit int, now time.Time, mint MintFunc) (int, error)
+	// FinishBatch records the final state of a batch and releases its lease.
 	FinishBatch(ctx context.Context, batchID string, state enrollment.BatchState, errMsg string, now time.Time) error
 	// ListBatchCodes returns up to limit codes of the batch with id > afterID, by id, with the
 	// subject's external reference.
@@ -101,6 +109,14 @@ type Store interface {
 	Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
 	// Recount recomputes the counter rows of an incident from the code and enrollment rows.
 	Recount(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
+}
+
+// Lease is a time-bounded claim on a batch by one worker, so that several replicas can run
+// issuance without two of them working on one batch, and a crashed worker's batch is taken
+// over once its lease expires.
+type Lease struct {
+	Owner string
+	Until time.Time
 }
 
 // MintFunc returns the code HMAC and lookup key id for a subject at an attempt number.

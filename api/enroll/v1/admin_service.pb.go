@@ -812,7 +812,10 @@ type SubjectRecord struct {
 	// Phone number, used when there is no SSN (prepaid customers). Never stored.
 	Phone string `protobuf:"bytes,6,opt,name=phone,proto3" json:"phone,omitempty"`
 	// Postal (ZIP) code.
-	PostalCode    string `protobuf:"bytes,7,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
+	PostalCode string `protobuf:"bytes,7,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
+	// Line number in the source file, echoed in errors. Default: the row's position in the
+	// stream, counting from 1.
+	Line          int64 `protobuf:"varint,8,opt,name=line,proto3" json:"line,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -896,15 +899,22 @@ func (x *SubjectRecord) GetPostalCode() string {
 	return ""
 }
 
-// Request for AdminService.ImportSubjects.
+func (x *SubjectRecord) GetLine() int64 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+// Request for AdminService.ImportSubjects: one message of the stream.
 type ImportSubjectsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// `incidents/{incident}`.
+	// `incidents/{incident}`. Required in the first message; later messages may repeat it.
 	Parent string `protobuf:"bytes,1,opt,name=parent,proto3" json:"parent,omitempty"`
-	// Up to 10,000 rows per call.
+	// A chunk of rows, at most 10,000 per message.
 	Subjects []*SubjectRecord `protobuf:"bytes,2,rep,name=subjects,proto3" json:"subjects,omitempty"`
-	// Line number of subjects[0] in the source file, so errors name file lines. Default 1.
-	FirstLine int64 `protobuf:"varint,3,opt,name=first_line,json=firstLine,proto3" json:"first_line,omitempty"`
+	// Stop after this many rejected rows (read from the first message). 0 means 1000.
+	MaxErrors int64 `protobuf:"varint,3,opt,name=max_errors,json=maxErrors,proto3" json:"max_errors,omitempty"`
 	// Idempotency key.
 	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -955,9 +965,9 @@ func (x *ImportSubjectsRequest) GetSubjects() []*SubjectRecord {
 	return nil
 }
 
-func (x *ImportSubjectsRequest) GetFirstLine() int64 {
+func (x *ImportSubjectsRequest) GetMaxErrors() int64 {
 	if x != nil {
-		return x.FirstLine
+		return x.MaxErrors
 	}
 	return 0
 }
@@ -972,7 +982,7 @@ func (x *ImportSubjectsRequest) GetRequestId() string {
 // A row that was not imported, and why.
 type ImportError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Line number in the source (first_line + index).
+	// Line number in the source.
 	Line int64 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
 	// What is wrong and how to fix it.
 	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -1033,8 +1043,15 @@ type ImportSubjectsResponse struct {
 	MembershipsAdded int64 `protobuf:"varint,2,opt,name=memberships_added,json=membershipsAdded,proto3" json:"memberships_added,omitempty"`
 	// Rows already present with the same data.
 	Unchanged int64 `protobuf:"varint,3,opt,name=unchanged,proto3" json:"unchanged,omitempty"`
-	// Rows rejected.
-	Errors        []*ImportError `protobuf:"bytes,4,rep,name=errors,proto3" json:"errors,omitempty"`
+	// The first 1000 rejected rows, in line order.
+	Errors []*ImportError `protobuf:"bytes,4,rep,name=errors,proto3" json:"errors,omitempty"`
+	// How many rows were rejected in all.
+	ErrorCount int64 `protobuf:"varint,5,opt,name=error_count,json=errorCount,proto3" json:"error_count,omitempty"`
+	// Rows received.
+	RowsRead int64 `protobuf:"varint,6,opt,name=rows_read,json=rowsRead,proto3" json:"rows_read,omitempty"`
+	// True if the import stopped because error_count exceeded max_errors; rows before the stop
+	// were imported and a rerun of the file picks up where it stopped.
+	Stopped       bool `protobuf:"varint,7,opt,name=stopped,proto3" json:"stopped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1097,11 +1114,34 @@ func (x *ImportSubjectsResponse) GetErrors() []*ImportError {
 	return nil
 }
 
-// Request for AdminService.IssueCodes.
+func (x *ImportSubjectsResponse) GetErrorCount() int64 {
+	if x != nil {
+		return x.ErrorCount
+	}
+	return 0
+}
+
+func (x *ImportSubjectsResponse) GetRowsRead() int64 {
+	if x != nil {
+		return x.RowsRead
+	}
+	return 0
+}
+
+func (x *ImportSubjectsResponse) GetStopped() bool {
+	if x != nil {
+		return x.Stopped
+	}
+	return false
+}
+
+// Request for AdminService.IssueCodes. Set exactly one of cohort or incident.
 type IssueCodesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// `incidents/{incident}/cohorts/{cohort}`.
+	// `incidents/{incident}/cohorts/{cohort}`: issue to this cohort.
 	Cohort string `protobuf:"bytes,1,opt,name=cohort,proto3" json:"cohort,omitempty"`
+	// `incidents/{incident}`: issue to every cohort of the incident that is offered protection.
+	Incident string `protobuf:"bytes,3,opt,name=incident,proto3" json:"incident,omitempty"`
 	// Idempotency key.
 	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1145,6 +1185,13 @@ func (x *IssueCodesRequest) GetCohort() string {
 	return ""
 }
 
+func (x *IssueCodesRequest) GetIncident() string {
+	if x != nil {
+		return x.Incident
+	}
+	return ""
+}
+
 func (x *IssueCodesRequest) GetRequestId() string {
 	if x != nil {
 		return x.RequestId
@@ -1155,8 +1202,8 @@ func (x *IssueCodesRequest) GetRequestId() string {
 // Response for AdminService.IssueCodes.
 type IssueCodesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The batch.
-	Batch         *Batch `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// The batches started, one per cohort, in state RUNNING.
+	Batches       []*Batch `protobuf:"bytes,2,rep,name=batches,proto3" json:"batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1191,11 +1238,130 @@ func (*IssueCodesResponse) Descriptor() ([]byte, []int) {
 	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *IssueCodesResponse) GetBatch() *Batch {
+func (x *IssueCodesResponse) GetBatches() []*Batch {
 	if x != nil {
-		return x.Batch
+		return x.Batches
 	}
 	return nil
+}
+
+// Request for AdminService.ListBatches.
+type ListBatchesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only batches of this incident, `incidents/{incident}`; empty for all.
+	Incident string `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Maximum results per page, 1-1000; default 50.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBatchesRequest) Reset() {
+	*x = ListBatchesRequest{}
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBatchesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBatchesRequest) ProtoMessage() {}
+
+func (x *ListBatchesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBatchesRequest.ProtoReflect.Descriptor instead.
+func (*ListBatchesRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListBatchesRequest) GetIncident() string {
+	if x != nil {
+		return x.Incident
+	}
+	return ""
+}
+
+func (x *ListBatchesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListBatchesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response for AdminService.ListBatches.
+type ListBatchesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A page of batches.
+	Batches []*Batch `protobuf:"bytes,1,rep,name=batches,proto3" json:"batches,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListBatchesResponse) Reset() {
+	*x = ListBatchesResponse{}
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListBatchesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListBatchesResponse) ProtoMessage() {}
+
+func (x *ListBatchesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListBatchesResponse.ProtoReflect.Descriptor instead.
+func (*ListBatchesResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListBatchesResponse) GetBatches() []*Batch {
+	if x != nil {
+		return x.Batches
+	}
+	return nil
+}
+
+func (x *ListBatchesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // Request for AdminService.GetBatch.
@@ -1209,7 +1375,7 @@ type GetBatchRequest struct {
 
 func (x *GetBatchRequest) Reset() {
 	*x = GetBatchRequest{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[20]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1387,7 @@ func (x *GetBatchRequest) String() string {
 func (*GetBatchRequest) ProtoMessage() {}
 
 func (x *GetBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[20]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1400,7 @@ func (x *GetBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBatchRequest.ProtoReflect.Descriptor instead.
 func (*GetBatchRequest) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{20}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetBatchRequest) GetName() string {
@@ -1255,7 +1421,7 @@ type GetBatchResponse struct {
 
 func (x *GetBatchResponse) Reset() {
 	*x = GetBatchResponse{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[21]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1433,7 @@ func (x *GetBatchResponse) String() string {
 func (*GetBatchResponse) ProtoMessage() {}
 
 func (x *GetBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[21]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1446,7 @@ func (x *GetBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBatchResponse.ProtoReflect.Descriptor instead.
 func (*GetBatchResponse) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{21}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetBatchResponse) GetBatch() *Batch {
@@ -1301,7 +1467,7 @@ type ExportBatchCodesRequest struct {
 
 func (x *ExportBatchCodesRequest) Reset() {
 	*x = ExportBatchCodesRequest{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[22]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1479,7 @@ func (x *ExportBatchCodesRequest) String() string {
 func (*ExportBatchCodesRequest) ProtoMessage() {}
 
 func (x *ExportBatchCodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[22]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1492,7 @@ func (x *ExportBatchCodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportBatchCodesRequest.ProtoReflect.Descriptor instead.
 func (*ExportBatchCodesRequest) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{22}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ExportBatchCodesRequest) GetName() string {
@@ -1353,7 +1519,7 @@ type ExportedCode struct {
 
 func (x *ExportedCode) Reset() {
 	*x = ExportedCode{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[23]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1531,7 @@ func (x *ExportedCode) String() string {
 func (*ExportedCode) ProtoMessage() {}
 
 func (x *ExportedCode) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[23]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1544,7 @@ func (x *ExportedCode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportedCode.ProtoReflect.Descriptor instead.
 func (*ExportedCode) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{23}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExportedCode) GetExternalRef() string {
@@ -1420,7 +1586,7 @@ type ExportBatchCodesResponse struct {
 
 func (x *ExportBatchCodesResponse) Reset() {
 	*x = ExportBatchCodesResponse{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[24]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1432,7 +1598,7 @@ func (x *ExportBatchCodesResponse) String() string {
 func (*ExportBatchCodesResponse) ProtoMessage() {}
 
 func (x *ExportBatchCodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[24]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1445,7 +1611,7 @@ func (x *ExportBatchCodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportBatchCodesResponse.ProtoReflect.Descriptor instead.
 func (*ExportBatchCodesResponse) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{24}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExportBatchCodesResponse) GetCodes() []*ExportedCode {
@@ -1468,7 +1634,7 @@ type PurgeBatchExportRequest struct {
 
 func (x *PurgeBatchExportRequest) Reset() {
 	*x = PurgeBatchExportRequest{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[25]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1480,7 +1646,7 @@ func (x *PurgeBatchExportRequest) String() string {
 func (*PurgeBatchExportRequest) ProtoMessage() {}
 
 func (x *PurgeBatchExportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[25]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1493,7 +1659,7 @@ func (x *PurgeBatchExportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeBatchExportRequest.ProtoReflect.Descriptor instead.
 func (*PurgeBatchExportRequest) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{25}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PurgeBatchExportRequest) GetName() string {
@@ -1521,7 +1687,7 @@ type PurgeBatchExportResponse struct {
 
 func (x *PurgeBatchExportResponse) Reset() {
 	*x = PurgeBatchExportResponse{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[26]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1699,7 @@ func (x *PurgeBatchExportResponse) String() string {
 func (*PurgeBatchExportResponse) ProtoMessage() {}
 
 func (x *PurgeBatchExportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[26]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1712,7 @@ func (x *PurgeBatchExportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeBatchExportResponse.ProtoReflect.Descriptor instead.
 func (*PurgeBatchExportResponse) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{26}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PurgeBatchExportResponse) GetBatch() *Batch {
@@ -1571,7 +1737,7 @@ type RevokeCodeRequest struct {
 
 func (x *RevokeCodeRequest) Reset() {
 	*x = RevokeCodeRequest{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[27]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1749,7 @@ func (x *RevokeCodeRequest) String() string {
 func (*RevokeCodeRequest) ProtoMessage() {}
 
 func (x *RevokeCodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[27]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1762,7 @@ func (x *RevokeCodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCodeRequest.ProtoReflect.Descriptor instead.
 func (*RevokeCodeRequest) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{27}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RevokeCodeRequest) GetSubject() string {
@@ -1633,7 +1799,7 @@ type RevokeCodeResponse struct {
 
 func (x *RevokeCodeResponse) Reset() {
 	*x = RevokeCodeResponse{}
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[28]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1811,7 @@ func (x *RevokeCodeResponse) String() string {
 func (*RevokeCodeResponse) ProtoMessage() {}
 
 func (x *RevokeCodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_admin_service_proto_msgTypes[28]
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1824,7 @@ func (x *RevokeCodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCodeResponse.ProtoReflect.Descriptor instead.
 func (*RevokeCodeResponse) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{28}
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeCodeResponse) GetState() CodeState {
@@ -1729,7 +1895,7 @@ const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"request_id\x18\x02 \x01(\tR\trequestId\"f\n" +
 	"\x14CreateClientResponse\x12)\n" +
 	"\x06client\x18\x01 \x01(\v2\x11.enroll.v1.ClientR\x06client\x12#\n" +
-	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\"\xfa\x01\n" +
+	"\rclient_secret\x18\x02 \x01(\tR\fclientSecret\"\x8e\x02\n" +
 	"\rSubjectRecord\x12&\n" +
 	"\fexternal_ref\x18\x01 \x01(\tB\x03\xe0A\x02R\vexternalRef\x12\x1b\n" +
 	"\x06cohort\x18\x02 \x01(\tB\x03\xe0A\x02R\x06cohort\x12#\n" +
@@ -1738,28 +1904,42 @@ const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"\x03ssn\x18\x05 \x01(\tB\x03\xe0A\x04R\x03ssn\x12\x19\n" +
 	"\x05phone\x18\x06 \x01(\tB\x03\xe0A\x04R\x05phone\x12$\n" +
 	"\vpostal_code\x18\a \x01(\tB\x03\xe0A\x04R\n" +
-	"postalCode\"\xad\x01\n" +
+	"postalCode\x12\x12\n" +
+	"\x04line\x18\b \x01(\x03R\x04line\"\xa8\x01\n" +
 	"\x15ImportSubjectsRequest\x12\x1b\n" +
-	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x129\n" +
-	"\bsubjects\x18\x02 \x03(\v2\x18.enroll.v1.SubjectRecordB\x03\xe0A\x02R\bsubjects\x12\x1d\n" +
+	"\x06parent\x18\x01 \x01(\tB\x03\xe0A\x02R\x06parent\x124\n" +
+	"\bsubjects\x18\x02 \x03(\v2\x18.enroll.v1.SubjectRecordR\bsubjects\x12\x1d\n" +
 	"\n" +
-	"first_line\x18\x03 \x01(\x03R\tfirstLine\x12\x1d\n" +
+	"max_errors\x18\x03 \x01(\x03R\tmaxErrors\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x04 \x01(\tR\trequestId\"9\n" +
 	"\vImportError\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\x03R\x04line\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xad\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x85\x02\n" +
 	"\x16ImportSubjectsResponse\x12\x18\n" +
 	"\acreated\x18\x01 \x01(\x03R\acreated\x12+\n" +
 	"\x11memberships_added\x18\x02 \x01(\x03R\x10membershipsAdded\x12\x1c\n" +
 	"\tunchanged\x18\x03 \x01(\x03R\tunchanged\x12.\n" +
-	"\x06errors\x18\x04 \x03(\v2\x16.enroll.v1.ImportErrorR\x06errors\"O\n" +
-	"\x11IssueCodesRequest\x12\x1b\n" +
-	"\x06cohort\x18\x01 \x01(\tB\x03\xe0A\x02R\x06cohort\x12\x1d\n" +
+	"\x06errors\x18\x04 \x03(\v2\x16.enroll.v1.ImportErrorR\x06errors\x12\x1f\n" +
+	"\verror_count\x18\x05 \x01(\x03R\n" +
+	"errorCount\x12\x1b\n" +
+	"\trows_read\x18\x06 \x01(\x03R\browsRead\x12\x18\n" +
+	"\astopped\x18\a \x01(\bR\astopped\"f\n" +
+	"\x11IssueCodesRequest\x12\x16\n" +
+	"\x06cohort\x18\x01 \x01(\tR\x06cohort\x12\x1a\n" +
+	"\bincident\x18\x03 \x01(\tR\bincident\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tR\trequestId\"<\n" +
-	"\x12IssueCodesResponse\x12&\n" +
-	"\x05batch\x18\x01 \x01(\v2\x10.enroll.v1.BatchR\x05batch\"*\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"M\n" +
+	"\x12IssueCodesResponse\x12*\n" +
+	"\abatches\x18\x02 \x03(\v2\x10.enroll.v1.BatchR\abatchesJ\x04\b\x01\x10\x02R\x05batch\"l\n" +
+	"\x12ListBatchesRequest\x12\x1a\n" +
+	"\bincident\x18\x01 \x01(\tR\bincident\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"i\n" +
+	"\x13ListBatchesResponse\x12*\n" +
+	"\abatches\x18\x01 \x03(\v2\x10.enroll.v1.BatchR\abatches\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"*\n" +
 	"\x0fGetBatchRequest\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\x02R\x04name\":\n" +
 	"\x10GetBatchResponse\x12&\n" +
@@ -1787,7 +1967,7 @@ const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"\x12RevokeCodeResponse\x12*\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x14.enroll.v1.CodeStateR\x05state\x12;\n" +
 	"\vrevoke_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTime2\xcf\f\n" +
+	"revokeTime2\x81\r\n" +
 	"\fAdminService\x12v\n" +
 	"\x0eCreateIncident\x12 .enroll.v1.CreateIncidentRequest\x1a!.enroll.v1.CreateIncidentResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\bincident\"\r/v1/incidents\x12l\n" +
 	"\vGetIncident\x12\x1d.enroll.v1.GetIncidentRequest\x1a\x1e.enroll.v1.GetIncidentResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/{name=incidents/*}\x12i\n" +
@@ -1795,11 +1975,12 @@ const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"\fCreateCohort\x12\x1e.enroll.v1.CreateCohortRequest\x1a\x1f.enroll.v1.CreateCohortResponse\"0\x82\xd3\xe4\x93\x02*:\x06cohort\" /v1/{parent=incidents/*}/cohorts\x12v\n" +
 	"\vListCohorts\x12\x1d.enroll.v1.ListCohortsRequest\x1a\x1e.enroll.v1.ListCohortsResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{parent=incidents/*}/cohorts\x12q\n" +
 	"\rCreatePartner\x12\x1f.enroll.v1.CreatePartnerRequest\x1a .enroll.v1.CreatePartnerResponse\"\x1d\x82\xd3\xe4\x93\x02\x17:\apartner\"\f/v1/partners\x12l\n" +
-	"\fCreateClient\x12\x1e.enroll.v1.CreateClientRequest\x1a\x1f.enroll.v1.CreateClientResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x06client\"\v/v1/clients\x12\x8a\x01\n" +
-	"\x0eImportSubjects\x12 .enroll.v1.ImportSubjectsRequest\x1a!.enroll.v1.ImportSubjectsResponse\"3\x82\xd3\xe4\x93\x02-:\x01*\"(/v1/{parent=incidents/*}/subjects:import\x12\x83\x01\n" +
+	"\fCreateClient\x12\x1e.enroll.v1.CreateClientRequest\x1a\x1f.enroll.v1.CreateClientResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x06client\"\v/v1/clients\x12w\n" +
+	"\x0eImportSubjects\x12 .enroll.v1.ImportSubjectsRequest\x1a!.enroll.v1.ImportSubjectsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/subjects:import(\x01\x12g\n" +
 	"\n" +
-	"IssueCodes\x12\x1c.enroll.v1.IssueCodesRequest\x1a\x1d.enroll.v1.IssueCodesResponse\"8\x82\xd3\xe4\x93\x022:\x01*\"-/v1/{cohort=incidents/*/cohorts/*}:issueCodes\x12a\n" +
-	"\bGetBatch\x12\x1a.enroll.v1.GetBatchRequest\x1a\x1b.enroll.v1.GetBatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12\x87\x01\n" +
+	"IssueCodes\x12\x1c.enroll.v1.IssueCodesRequest\x1a\x1d.enroll.v1.IssueCodesResponse\"\x1c\x82\xd3\xe4\x93\x02\x16:\x01*\"\x11/v1/batches:issue\x12a\n" +
+	"\bGetBatch\x12\x1a.enroll.v1.GetBatchRequest\x1a\x1b.enroll.v1.GetBatchResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/{name=batches/*}\x12a\n" +
+	"\vListBatches\x12\x1d.enroll.v1.ListBatchesRequest\x1a\x1e.enroll.v1.ListBatchesResponse\"\x13\x82\xd3\xe4\x93\x02\r\x12\v/v1/batches\x12\x87\x01\n" +
 	"\x10ExportBatchCodes\x12\".enroll.v1.ExportBatchCodesRequest\x1a#.enroll.v1.ExportBatchCodesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{name=batches/*}:exportCodes0\x01\x12\x88\x01\n" +
 	"\x10PurgeBatchExport\x12\".enroll.v1.PurgeBatchExportRequest\x1a#.enroll.v1.PurgeBatchExportResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=batches/*}:purgeExport\x12\x85\x01\n" +
 	"\n" +
@@ -1820,7 +2001,7 @@ func file_enroll_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_enroll_v1_admin_service_proto_rawDescData
 }
 
-var file_enroll_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_enroll_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_enroll_v1_admin_service_proto_goTypes = []any{
 	(*CreateIncidentRequest)(nil),    // 0: enroll.v1.CreateIncidentRequest
 	(*CreateIncidentResponse)(nil),   // 1: enroll.v1.CreateIncidentResponse
@@ -1842,75 +2023,80 @@ var file_enroll_v1_admin_service_proto_goTypes = []any{
 	(*ImportSubjectsResponse)(nil),   // 17: enroll.v1.ImportSubjectsResponse
 	(*IssueCodesRequest)(nil),        // 18: enroll.v1.IssueCodesRequest
 	(*IssueCodesResponse)(nil),       // 19: enroll.v1.IssueCodesResponse
-	(*GetBatchRequest)(nil),          // 20: enroll.v1.GetBatchRequest
-	(*GetBatchResponse)(nil),         // 21: enroll.v1.GetBatchResponse
-	(*ExportBatchCodesRequest)(nil),  // 22: enroll.v1.ExportBatchCodesRequest
-	(*ExportedCode)(nil),             // 23: enroll.v1.ExportedCode
-	(*ExportBatchCodesResponse)(nil), // 24: enroll.v1.ExportBatchCodesResponse
-	(*PurgeBatchExportRequest)(nil),  // 25: enroll.v1.PurgeBatchExportRequest
-	(*PurgeBatchExportResponse)(nil), // 26: enroll.v1.PurgeBatchExportResponse
-	(*RevokeCodeRequest)(nil),        // 27: enroll.v1.RevokeCodeRequest
-	(*RevokeCodeResponse)(nil),       // 28: enroll.v1.RevokeCodeResponse
-	(*Incident)(nil),                 // 29: enroll.v1.Incident
-	(*Cohort)(nil),                   // 30: enroll.v1.Cohort
-	(*Partner)(nil),                  // 31: enroll.v1.Partner
-	(*Client)(nil),                   // 32: enroll.v1.Client
-	(*Batch)(nil),                    // 33: enroll.v1.Batch
-	(*timestamppb.Timestamp)(nil),    // 34: google.protobuf.Timestamp
-	(CodeState)(0),                   // 35: enroll.v1.CodeState
+	(*ListBatchesRequest)(nil),       // 20: enroll.v1.ListBatchesRequest
+	(*ListBatchesResponse)(nil),      // 21: enroll.v1.ListBatchesResponse
+	(*GetBatchRequest)(nil),          // 22: enroll.v1.GetBatchRequest
+	(*GetBatchResponse)(nil),         // 23: enroll.v1.GetBatchResponse
+	(*ExportBatchCodesRequest)(nil),  // 24: enroll.v1.ExportBatchCodesRequest
+	(*ExportedCode)(nil),             // 25: enroll.v1.ExportedCode
+	(*ExportBatchCodesResponse)(nil), // 26: enroll.v1.ExportBatchCodesResponse
+	(*PurgeBatchExportRequest)(nil),  // 27: enroll.v1.PurgeBatchExportRequest
+	(*PurgeBatchExportResponse)(nil), // 28: enroll.v1.PurgeBatchExportResponse
+	(*RevokeCodeRequest)(nil),        // 29: enroll.v1.RevokeCodeRequest
+	(*RevokeCodeResponse)(nil),       // 30: enroll.v1.RevokeCodeResponse
+	(*Incident)(nil),                 // 31: enroll.v1.Incident
+	(*Cohort)(nil),                   // 32: enroll.v1.Cohort
+	(*Partner)(nil),                  // 33: enroll.v1.Partner
+	(*Client)(nil),                   // 34: enroll.v1.Client
+	(*Batch)(nil),                    // 35: enroll.v1.Batch
+	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
+	(CodeState)(0),                   // 37: enroll.v1.CodeState
 }
 var file_enroll_v1_admin_service_proto_depIdxs = []int32{
-	29, // 0: enroll.v1.CreateIncidentRequest.incident:type_name -> enroll.v1.Incident
-	29, // 1: enroll.v1.CreateIncidentResponse.incident:type_name -> enroll.v1.Incident
-	29, // 2: enroll.v1.GetIncidentResponse.incident:type_name -> enroll.v1.Incident
-	29, // 3: enroll.v1.ListIncidentsResponse.incidents:type_name -> enroll.v1.Incident
-	30, // 4: enroll.v1.CreateCohortRequest.cohort:type_name -> enroll.v1.Cohort
-	30, // 5: enroll.v1.CreateCohortResponse.cohort:type_name -> enroll.v1.Cohort
-	30, // 6: enroll.v1.ListCohortsResponse.cohorts:type_name -> enroll.v1.Cohort
-	31, // 7: enroll.v1.CreatePartnerRequest.partner:type_name -> enroll.v1.Partner
-	31, // 8: enroll.v1.CreatePartnerResponse.partner:type_name -> enroll.v1.Partner
-	32, // 9: enroll.v1.CreateClientRequest.client:type_name -> enroll.v1.Client
-	32, // 10: enroll.v1.CreateClientResponse.client:type_name -> enroll.v1.Client
+	31, // 0: enroll.v1.CreateIncidentRequest.incident:type_name -> enroll.v1.Incident
+	31, // 1: enroll.v1.CreateIncidentResponse.incident:type_name -> enroll.v1.Incident
+	31, // 2: enroll.v1.GetIncidentResponse.incident:type_name -> enroll.v1.Incident
+	31, // 3: enroll.v1.ListIncidentsResponse.incidents:type_name -> enroll.v1.Incident
+	32, // 4: enroll.v1.CreateCohortRequest.cohort:type_name -> enroll.v1.Cohort
+	32, // 5: enroll.v1.CreateCohortResponse.cohort:type_name -> enroll.v1.Cohort
+	32, // 6: enroll.v1.ListCohortsResponse.cohorts:type_name -> enroll.v1.Cohort
+	33, // 7: enroll.v1.CreatePartnerRequest.partner:type_name -> enroll.v1.Partner
+	33, // 8: enroll.v1.CreatePartnerResponse.partner:type_name -> enroll.v1.Partner
+	34, // 9: enroll.v1.CreateClientRequest.client:type_name -> enroll.v1.Client
+	34, // 10: enroll.v1.CreateClientResponse.client:type_name -> enroll.v1.Client
 	14, // 11: enroll.v1.ImportSubjectsRequest.subjects:type_name -> enroll.v1.SubjectRecord
 	16, // 12: enroll.v1.ImportSubjectsResponse.errors:type_name -> enroll.v1.ImportError
-	33, // 13: enroll.v1.IssueCodesResponse.batch:type_name -> enroll.v1.Batch
-	33, // 14: enroll.v1.GetBatchResponse.batch:type_name -> enroll.v1.Batch
-	34, // 15: enroll.v1.ExportedCode.redeem_by_time:type_name -> google.protobuf.Timestamp
-	23, // 16: enroll.v1.ExportBatchCodesResponse.codes:type_name -> enroll.v1.ExportedCode
-	33, // 17: enroll.v1.PurgeBatchExportResponse.batch:type_name -> enroll.v1.Batch
-	35, // 18: enroll.v1.RevokeCodeResponse.state:type_name -> enroll.v1.CodeState
-	34, // 19: enroll.v1.RevokeCodeResponse.revoke_time:type_name -> google.protobuf.Timestamp
-	0,  // 20: enroll.v1.AdminService.CreateIncident:input_type -> enroll.v1.CreateIncidentRequest
-	2,  // 21: enroll.v1.AdminService.GetIncident:input_type -> enroll.v1.GetIncidentRequest
-	4,  // 22: enroll.v1.AdminService.ListIncidents:input_type -> enroll.v1.ListIncidentsRequest
-	6,  // 23: enroll.v1.AdminService.CreateCohort:input_type -> enroll.v1.CreateCohortRequest
-	8,  // 24: enroll.v1.AdminService.ListCohorts:input_type -> enroll.v1.ListCohortsRequest
-	10, // 25: enroll.v1.AdminService.CreatePartner:input_type -> enroll.v1.CreatePartnerRequest
-	12, // 26: enroll.v1.AdminService.CreateClient:input_type -> enroll.v1.CreateClientRequest
-	15, // 27: enroll.v1.AdminService.ImportSubjects:input_type -> enroll.v1.ImportSubjectsRequest
-	18, // 28: enroll.v1.AdminService.IssueCodes:input_type -> enroll.v1.IssueCodesRequest
-	20, // 29: enroll.v1.AdminService.GetBatch:input_type -> enroll.v1.GetBatchRequest
-	22, // 30: enroll.v1.AdminService.ExportBatchCodes:input_type -> enroll.v1.ExportBatchCodesRequest
-	25, // 31: enroll.v1.AdminService.PurgeBatchExport:input_type -> enroll.v1.PurgeBatchExportRequest
-	27, // 32: enroll.v1.AdminService.RevokeCode:input_type -> enroll.v1.RevokeCodeRequest
-	1,  // 33: enroll.v1.AdminService.CreateIncident:output_type -> enroll.v1.CreateIncidentResponse
-	3,  // 34: enroll.v1.AdminService.GetIncident:output_type -> enroll.v1.GetIncidentResponse
-	5,  // 35: enroll.v1.AdminService.ListIncidents:output_type -> enroll.v1.ListIncidentsResponse
-	7,  // 36: enroll.v1.AdminService.CreateCohort:output_type -> enroll.v1.CreateCohortResponse
-	9,  // 37: enroll.v1.AdminService.ListCohorts:output_type -> enroll.v1.ListCohortsResponse
-	11, // 38: enroll.v1.AdminService.CreatePartner:output_type -> enroll.v1.CreatePartnerResponse
-	13, // 39: enroll.v1.AdminService.CreateClient:output_type -> enroll.v1.CreateClientResponse
-	17, // 40: enroll.v1.AdminService.ImportSubjects:output_type -> enroll.v1.ImportSubjectsResponse
-	19, // 41: enroll.v1.AdminService.IssueCodes:output_type -> enroll.v1.IssueCodesResponse
-	21, // 42: enroll.v1.AdminService.GetBatch:output_type -> enroll.v1.GetBatchResponse
-	24, // 43: enroll.v1.AdminService.ExportBatchCodes:output_type -> enroll.v1.ExportBatchCodesResponse
-	26, // 44: enroll.v1.AdminService.PurgeBatchExport:output_type -> enroll.v1.PurgeBatchExportResponse
-	28, // 45: enroll.v1.AdminService.RevokeCode:output_type -> enroll.v1.RevokeCodeResponse
-	33, // [33:46] is the sub-list for method output_type
-	20, // [20:33] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	35, // 13: enroll.v1.IssueCodesResponse.batches:type_name -> enroll.v1.Batch
+	35, // 14: enroll.v1.ListBatchesResponse.batches:type_name -> enroll.v1.Batch
+	35, // 15: enroll.v1.GetBatchResponse.batch:type_name -> enroll.v1.Batch
+	36, // 16: enroll.v1.ExportedCode.redeem_by_time:type_name -> google.protobuf.Timestamp
+	25, // 17: enroll.v1.ExportBatchCodesResponse.codes:type_name -> enroll.v1.ExportedCode
+	35, // 18: enroll.v1.PurgeBatchExportResponse.batch:type_name -> enroll.v1.Batch
+	37, // 19: enroll.v1.RevokeCodeResponse.state:type_name -> enroll.v1.CodeState
+	36, // 20: enroll.v1.RevokeCodeResponse.revoke_time:type_name -> google.protobuf.Timestamp
+	0,  // 21: enroll.v1.AdminService.CreateIncident:input_type -> enroll.v1.CreateIncidentRequest
+	2,  // 22: enroll.v1.AdminService.GetIncident:input_type -> enroll.v1.GetIncidentRequest
+	4,  // 23: enroll.v1.AdminService.ListIncidents:input_type -> enroll.v1.ListIncidentsRequest
+	6,  // 24: enroll.v1.AdminService.CreateCohort:input_type -> enroll.v1.CreateCohortRequest
+	8,  // 25: enroll.v1.AdminService.ListCohorts:input_type -> enroll.v1.ListCohortsRequest
+	10, // 26: enroll.v1.AdminService.CreatePartner:input_type -> enroll.v1.CreatePartnerRequest
+	12, // 27: enroll.v1.AdminService.CreateClient:input_type -> enroll.v1.CreateClientRequest
+	15, // 28: enroll.v1.AdminService.ImportSubjects:input_type -> enroll.v1.ImportSubjectsRequest
+	18, // 29: enroll.v1.AdminService.IssueCodes:input_type -> enroll.v1.IssueCodesRequest
+	22, // 30: enroll.v1.AdminService.GetBatch:input_type -> enroll.v1.GetBatchRequest
+	20, // 31: enroll.v1.AdminService.ListBatches:input_type -> enroll.v1.ListBatchesRequest
+	24, // 32: enroll.v1.AdminService.ExportBatchCodes:input_type -> enroll.v1.ExportBatchCodesRequest
+	27, // 33: enroll.v1.AdminService.PurgeBatchExport:input_type -> enroll.v1.PurgeBatchExportRequest
+	29, // 34: enroll.v1.AdminService.RevokeCode:input_type -> enroll.v1.RevokeCodeRequest
+	1,  // 35: enroll.v1.AdminService.CreateIncident:output_type -> enroll.v1.CreateIncidentResponse
+	3,  // 36: enroll.v1.AdminService.GetIncident:output_type -> enroll.v1.GetIncidentResponse
+	5,  // 37: enroll.v1.AdminService.ListIncidents:output_type -> enroll.v1.ListIncidentsResponse
+	7,  // 38: enroll.v1.AdminService.CreateCohort:output_type -> enroll.v1.CreateCohortResponse
+	9,  // 39: enroll.v1.AdminService.ListCohorts:output_type -> enroll.v1.ListCohortsResponse
+	11, // 40: enroll.v1.AdminService.CreatePartner:output_type -> enroll.v1.CreatePartnerResponse
+	13, // 41: enroll.v1.AdminService.CreateClient:output_type -> enroll.v1.CreateClientResponse
+	17, // 42: enroll.v1.AdminService.ImportSubjects:output_type -> enroll.v1.ImportSubjectsResponse
+	19, // 43: enroll.v1.AdminService.IssueCodes:output_type -> enroll.v1.IssueCodesResponse
+	23, // 44: enroll.v1.AdminService.GetBatch:output_type -> enroll.v1.GetBatchResponse
+	21, // 45: enroll.v1.AdminService.ListBatches:output_type -> enroll.v1.ListBatchesResponse
+	26, // 46: enroll.v1.AdminService.ExportBatchCodes:output_type -> enroll.v1.ExportBatchCodesResponse
+	28, // 47: enroll.v1.AdminService.PurgeBatchExport:output_type -> enroll.v1.PurgeBatchExportResponse
+	30, // 48: enroll.v1.AdminService.RevokeCode:output_type -> enroll.v1.RevokeCodeResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_enroll_v1_admin_service_proto_init() }
@@ -1925,7 +2111,7 @@ func file_enroll_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_enroll_v1_admin_service_proto_rawDesc), len(file_enroll_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	AdminService_ImportSubjects_FullMethodName   = "/enroll.v1.AdminService/ImportSubjects"
 	AdminService_IssueCodes_FullMethodName       = "/enroll.v1.AdminService/IssueCodes"
 	AdminService_GetBatch_FullMethodName         = "/enroll.v1.AdminService/GetBatch"
+	AdminService_ListBatches_FullMethodName      = "/enroll.v1.AdminService/ListBatches"
 	AdminService_ExportBatchCodes_FullMethodName = "/enroll.v1.AdminService/ExportBatchCodes"
 	AdminService_PurgeBatchExport_FullMethodName = "/enroll.v1.AdminService/PurgeBatchExport"
 	AdminService_RevokeCode_FullMethodName       = "/enroll.v1.AdminService/RevokeCode"
@@ -55,13 +56,20 @@ type AdminServiceClient interface {
 	CreatePartner(ctx context.Context, in *CreatePartnerRequest, opts ...grpc.CallOption) (*CreatePartnerResponse, error)
 	// Creates an API client. The response carries its secret, which is never shown again.
 	CreateClient(ctx context.Context, in *CreateClientRequest, opts ...grpc.CallOption) (*CreateClientResponse, error)
-	// Imports eligible subjects. Identity fields are reduced to a keyed HMAC on arrival and never
-	// stored. Re-importing the same rows is a no-op. Bad rows are reported, not fatal.
-	ImportSubjects(ctx context.Context, in *ImportSubjectsRequest, opts ...grpc.CallOption) (*ImportSubjectsResponse, error)
-	// Issues one code to every subject of a cohort that has none yet, as a batch.
+	// Imports eligible subjects as a client stream of chunks, so a file of tens of millions of
+	// rows flows through in bounded memory. Identity fields are reduced to a keyed HMAC on
+	// arrival and never stored. Each chunk commits on its own and re-importing the same rows is a
+	// no-op, so an interrupted import is resumed by running it again. Bad rows are reported with
+	// their line numbers, not fatal, until max_errors is exceeded.
+	ImportSubjects(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportSubjectsRequest, ImportSubjectsResponse], error)
+	// Starts issuing one code to every member of a cohort (or of every cohort of an incident
+	// offered protection) that has none yet. Issuance runs in the background as a batch per
+	// cohort; it survives restarts and resumes where it stopped. Poll GetBatch for progress.
 	IssueCodes(ctx context.Context, in *IssueCodesRequest, opts ...grpc.CallOption) (*IssueCodesResponse, error)
 	// Reads one batch.
 	GetBatch(ctx context.Context, in *GetBatchRequest, opts ...grpc.CallOption) (*GetBatchResponse, error)
+	// Lists batches, newest first, optionally of one incident.
+	ListBatches(ctx context.Context, in *ListBatchesRequest, opts ...grpc.CallOption) (*ListBatchesResponse, error)
 	// Streams the mail-house file of a batch: one row per code, with the plaintext code.
 	// Fails with FAILED_PRECONDITION once the export was purged.
 	ExportBatchCodes(ctx context.Context, in *ExportBatchCodesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportBatchCodesResponse], error)
@@ -149,15 +157,18 @@ func (c *adminServiceClient) CreateClient(ctx context.Context, in *CreateClientR
 	return out, nil
 }
 
-func (c *adminServiceClient) ImportSubjects(ctx context.Context, in *ImportSubjectsRequest, opts ...grpc.CallOption) (*ImportSubjectsResponse, error) {
+func (c *adminServiceClient) ImportSubjects(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ImportSubjectsRequest, ImportSubjectsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ImportSubjectsResponse)
-	err := c.cc.Invoke(ctx, AdminService_ImportSubjects_FullMethodName, in, out, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_ImportSubjects_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	x := &grpc.GenericClientStream[ImportSubjectsRequest, ImportSubjectsResponse]{ClientStream: stream}
+	return x, nil
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportSubjectsClient = grpc.ClientStreamingClient[ImportSubjectsRequest, ImportSubjectsResponse]
 
 func (c *adminServiceClient) IssueCodes(ctx context.Context, in *IssueCodesRequest, opts ...grpc.CallOption) (*IssueCodesResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -179,9 +190,19 @@ func (c *adminServiceClient) GetBatch(ctx context.Context, in *GetBatchRequest, 
 	return out, nil
 }
 
+func (c *adminServiceClient) ListBatches(ctx context.Context, in *ListBatchesRequest, opts ...grpc.CallOption) (*ListBatchesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListBatchesResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListBatches_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ExportBatchCodes(ctx context.Context, in *ExportBatchCodesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportBatchCodesResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[0], AdminService_ExportBatchCodes_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &AdminService_ServiceDesc.Streams[1], AdminService_ExportBatchCodes_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -239,13 +260,20 @@ type AdminServiceServer interface {
 	CreatePartner(context.Context, *CreatePartnerRequest) (*CreatePartnerResponse, error)
 	// Creates an API client. The response carries its secret, which is never shown again.
 	CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error)
-	// Imports eligible subjects. Identity fields are reduced to a keyed HMAC on arrival and never
-	// stored. Re-importing the same rows is a no-op. Bad rows are reported, not fatal.
-	ImportSubjects(context.Context, *ImportSubjectsRequest) (*ImportSubjectsResponse, error)
-	// Issues one code to every subject of a cohort that has none yet, as a batch.
+	// Imports eligible subjects as a client stream of chunks, so a file of tens of millions of
+	// rows flows through in bounded memory. Identity fields are reduced to a keyed HMAC on
+	// arrival and never stored. Each chunk commits on its own and re-importing the same rows is a
+	// no-op, so an interrupted import is resumed by running it again. Bad rows are reported with
+	// their line numbers, not fatal, until max_errors is exceeded.
+	ImportSubjects(grpc.ClientStreamingServer[ImportSubjectsRequest, ImportSubjectsResponse]) error
+	// Starts issuing one code to every member of a cohort (or of every cohort of an incident
+	// offered protection) that has none yet. Issuance runs in the background as a batch per
+	// cohort; it survives restarts and resumes where it stopped. Poll GetBatch for progress.
 	IssueCodes(context.Context, *IssueCodesRequest) (*IssueCodesResponse, error)
 	// Reads one batch.
 	GetBatch(context.Context, *GetBatchRequest) (*GetBatchResponse, error)
+	// Lists batches, newest first, optionally of one incident.
+	ListBatches(context.Context, *ListBatchesRequest) (*ListBatchesResponse, error)
 	// Streams the mail-house file of a batch: one row per code, with the plaintext code.
 	// Fails with FAILED_PRECONDITION once the export was purged.
 	ExportBatchCodes(*ExportBatchCodesRequest, grpc.ServerStreamingServer[ExportBatchCodesResponse]) error
@@ -284,14 +312,17 @@ func (UnimplementedAdminServiceServer) CreatePartner(context.Context, *CreatePar
 func (UnimplementedAdminServiceServer) CreateClient(context.Context, *CreateClientRequest) (*CreateClientResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateClient not implemented")
 }
-func (UnimplementedAdminServiceServer) ImportSubjects(context.Context, *ImportSubjectsRequest) (*ImportSubjectsResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method ImportSubjects not implemented")
+func (UnimplementedAdminServiceServer) ImportSubjects(grpc.ClientStreamingServer[ImportSubjectsRequest, ImportSubjectsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ImportSubjects not implemented")
 }
 func (UnimplementedAdminServiceServer) IssueCodes(context.Context, *IssueCodesRequest) (*IssueCodesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method IssueCodes not implemented")
 }
 func (UnimplementedAdminServiceServer) GetBatch(context.Context, *GetBatchRequest) (*GetBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetBatch not implemented")
+}
+func (UnimplementedAdminServiceServer) ListBatches(context.Context, *ListBatchesRequest) (*ListBatchesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListBatches not implemented")
 }
 func (UnimplementedAdminServiceServer) ExportBatchCodes(*ExportBatchCodesRequest, grpc.ServerStreamingServer[ExportBatchCodesResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportBatchCodes not implemented")
@@ -449,23 +480,12 @@ func _AdminService_CreateClient_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
-func _AdminService_ImportSubjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ImportSubjectsRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(AdminServiceServer).ImportSubjects(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: AdminService_ImportSubjects_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(AdminServiceServer).ImportSubjects(ctx, req.(*ImportSubjectsRequest))
-	}
-	return interceptor(ctx, in, info, handler)
+func _AdminService_ImportSubjects_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(AdminServiceServer).ImportSubjects(&grpc.GenericServerStream[ImportSubjectsRequest, ImportSubjectsResponse]{ServerStream: stream})
 }
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type AdminService_ImportSubjectsServer = grpc.ClientStreamingServer[ImportSubjectsRequest, ImportSubjectsResponse]
 
 func _AdminService_IssueCodes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(IssueCodesRequest)
@@ -499,6 +519,24 @@ func _AdminService_GetBatch_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(AdminServiceServer).GetBatch(ctx, req.(*GetBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_ListBatches_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListBatchesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListBatches(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListBatches_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListBatches(ctx, req.(*ListBatchesRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -586,16 +624,16 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _AdminService_CreateClient_Handler,
 		},
 		{
-			MethodName: "ImportSubjects",
-			Handler:    _AdminService_ImportSubjects_Handler,
-		},
-		{
 			MethodName: "IssueCodes",
 			Handler:    _AdminService_IssueCodes_Handler,
 		},
 		{
 			MethodName: "GetBatch",
 			Handler:    _AdminService_GetBatch_Handler,
+		},
+		{
+			MethodName: "ListBatches",
+			Handler:    _AdminService_ListBatches_Handler,
 		},
 		{
 			MethodName: "PurgeBatchExport",
@@ -607,6 +645,11 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ImportSubjects",
+			Handler:       _AdminService_ImportSubjects_Handler,
+			ClientStreams: true,
+		},
 		{
 			StreamName:    "ExportBatchCodes",
 			Handler:       _AdminService_ExportBatchCodes_Handler,

@@ -745,7 +745,8 @@ type Batch struct {
 	Cohort string `protobuf:"bytes,2,opt,name=cohort,proto3" json:"cohort,omitempty"`
 	// Progress.
 	State BatchState `protobuf:"varint,3,opt,name=state,proto3,enum=enroll.v1.BatchState" json:"state,omitempty"`
-	// Subjects in scope when the batch started.
+	// Subjects in scope when the batch started; once SUCCEEDED, the number issued (members
+	// who got their code from an overlapping cohort's batch meanwhile are not counted).
 	Total int64 `protobuf:"varint,4,opt,name=total,proto3" json:"total,omitempty"`
 	// Codes issued so far.
 	Issued int64 `protobuf:"varint,5,opt,name=issued,proto3" json:"issued,omitempty"`
@@ -760,7 +761,9 @@ type Batch struct {
 	// True once the mail-house export was purged: the plaintext codes can no longer be produced.
 	ExportPurged bool `protobuf:"varint,10,opt,name=export_purged,json=exportPurged,proto3" json:"export_purged,omitempty"`
 	// Why the batch failed, if it did.
-	Error         string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	// Codes issued per second since the batch started (or until it finished).
+	IssueRate     float64 `protobuf:"fixed64,12,opt,name=issue_rate,json=issueRate,proto3" json:"issue_rate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -870,6 +873,13 @@ func (x *Batch) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Batch) GetIssueRate() float64 {
+	if x != nil {
+		return x.IssueRate
+	}
+	return 0
 }
 
 // An Enrollment is created when a code is redeemed.
@@ -1055,7 +1065,7 @@ const file_enroll_v1_resources_proto_rawDesc = "" +
 	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\x12@\n" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x03\xe0A\x03R\n" +
 	"createTime:2\xeaA/\n" +
-	"\x1benroll.idprotect.dev/Client\x12\x10clients/{client}\"\x88\x04\n" +
+	"\x1benroll.idprotect.dev/Client\x12\x10clients/{client}\"\xac\x04\n" +
 	"\x05Batch\x12\x17\n" +
 	"\x04name\x18\x01 \x01(\tB\x03\xe0A\bR\x04name\x12\x1b\n" +
 	"\x06cohort\x18\x02 \x01(\tB\x03\xe0A\x03R\x06cohort\x120\n" +
@@ -1070,7 +1080,9 @@ const file_enroll_v1_resources_proto_rawDesc = "" +
 	"updateTime\x12(\n" +
 	"\rexport_purged\x18\n" +
 	" \x01(\bB\x03\xe0A\x03R\fexportPurged\x12\x19\n" +
-	"\x05error\x18\v \x01(\tB\x03\xe0A\x03R\x05error:0\xeaA-\n" +
+	"\x05error\x18\v \x01(\tB\x03\xe0A\x03R\x05error\x12\"\n" +
+	"\n" +
+	"issue_rate\x18\f \x01(\x01B\x03\xe0A\x03R\tissueRate:0\xeaA-\n" +
 	"\x1aenroll.idprotect.dev/Batch\x12\x0fbatches/{batch}\"\xcb\x05\n" +
 	"\n" +
 	"Enrollment\x12\x17\n" +

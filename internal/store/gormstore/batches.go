@@ -3,6 +3,7 @@ package gormstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -36,7 +37,7 @@ func (s *Store) CreateBatch(ctx context.Context, b *enrollment.Batch) error {
 		row := batchRow{
 			ID: b.ID, IncidentID: b.IncidentID, CohortID: b.CohortID, State: string(enrollment.BatchRunning),
 			Total: total, RedeemBy: b.RedeemBy, Creator: b.Creator, CreateTime: b.CreateTime,
-			UpdateTime: b.CreateTime, WrappedSecret: b.WrappedSecret, MasterKeyID: b.MasterKeyID,
+			UpdateTime: b.CreateTime, WrappedSecret: b.WrappedSecret, MasterKeyID: b.MasterKeyID, LeaseUntil: b.CreateTime,
 			LookupKeyID: b.LookupKeyID,
 		}
 		if err := tx.Create(&row).Error; err != nil {
@@ -67,13 +68,25 @@ func (r *batchRow) toDomain() *enrollment.Batch {
 		Total: r.Total, Issued: r.Issued, RedeemBy: r.RedeemBy.UTC(), Creator: r.Creator,
 		CreateTime: r.CreateTime.UTC(), UpdateTime: r.UpdateTime.UTC(), WrappedSecret: r.WrappedSecret,
 		MasterKeyID: r.MasterKeyID, LookupKeyID: r.LookupKeyID, Error: r.Error,
+		LeaseOwner: r.LeaseOwner, LeaseUntil: r.LeaseUntil.UTC(),
 	}
 }
 
-// IssueNext issues the next chunk of codes of a batch. The batch cursor, its issued count and
-// the counters move in the same transaction as the code rows, so a crash between chunks loses
-// nothing and repeats nothing.
-func (s *Store) IssueNext(ctx context.Context, batchID string, limit int, now time.Time, mint store.MintFunc) (int, error) {
+// IssueNext issues the next chunk of codes of a batch. The batch cursor, its issued count,
+// its lease and the counters move in the same transaction as the code rows, so a crash
+// between chunks loses nothing and repeats nothing.
+func (s *Store) IssueNext(ctx context.Context, batchID string, lease store.Lease, limit int, now time.Time, mint store.MintFunc) (int, error) {
+	issued, err := s.issueNext(ctx, batchID, lease, limit, now, mint, false)
+	if isDuplicate(err) {
+		// A code HMAC collided with an existing one (p ≈ 3e-8 over 50M codes) or a concurrent
+		// writer got there first. Redo the chunk with an explicit collision check, which
+		// resolves HMAC collisions deterministically by attempt number.
+		issued, err = s.issueNext(ctx, batchID, lease, limit, now, mint, true)
+	}
+	return issued, err
+}
+
+func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease, limit int, now time.Time, mint store.MintFunc, checkCollisions bool) (int, error) {
 	issued := 0
 	err := s.tx(ctx, func(tx *gorm.DB) error {
 		issued = 0
@@ -90,6 +103,9 @@ func (s *Store) IssueNext(ctx context.Context, batchID string, limit int, now ti
 		if b.State != string(enrollment.BatchRunning) {
 			return nil
 		}
+		if b.LeaseOwner != "" && b.LeaseOwner != lease.Owner && now.Before(b.LeaseUntil) {
+			return enrollment.FailedPreconditionf("batch %s is being issued by %s until %s", batchID, b.LeaseOwner, b.LeaseUntil.UTC().Format(time.RFC3339))
+		}
 		var subjectIDs []int64
 		err := tx.Model(&membershipRow{}).
 			Where("incident_id = ? AND cohort_id = ? AND subject_id > ?", b.IncidentID, b.CohortID, b.ScanCursor).
@@ -98,31 +114,21 @@ func (s *Store) IssueNext(ctx context.Context, batchID string, limit int, now ti
 		if err != nil {
 			return err
 		}
+		progress := map[string]any{"lease_owner": lease.Owner, "lease_until": lease.Until, "update_time": now}
 		if len(subjectIDs) == 0 {
-			return nil
+			return tx.Model(&batchRow{}).Where("id = ?", b.ID).Updates(progress).Error
 		}
-		rows, err := mintUnique(tx, subjectIDs, mint)
+		rows, err := mintRows(tx, subjectIDs, mint, checkCollisions)
 		if err != nil {
 			return err
 		}
-		for i := range rows {
-			sid := rows[i].SubjectID
-			rows[i].LiveSubjectID = &sid
-			rows[i].IncidentID = b.IncidentID
-			rows[i].CohortID = b.CohortID
-			rows[i].BatchID = b.ID
-			rows[i].State = string(enrollment.CodeIssued)
-			rows[i].IssueTime = now
-			rows[i].RedeemBy = b.RedeemBy
-		}
-		if err := tx.CreateInBatches(rows, 500).Error; err != nil {
-			return fmt.Errorf("failed to insert codes: %w", err)
+		if err := s.insertCodes(tx, &b, rows, now); err != nil {
+			return err
 		}
 		n := int64(len(rows))
-		err = tx.Model(&batchRow{}).Where("id = ?", b.ID).Updates(map[string]any{
-			"issued": gorm.Expr("issued + ?", n), "scan_cursor": subjectIDs[len(subjectIDs)-1], "update_time": now,
-		}).Error
-		if err != nil {
+		progress["issued"] = gorm.Expr("issued + ?", n)
+		progress["scan_cursor"] = subjectIDs[len(subjectIDs)-1]
+		if err := tx.Model(&batchRow{}).Where("id = ?", b.ID).Updates(progress).Error; err != nil {
 			return err
 		}
 		d := deltas{}
@@ -133,10 +139,49 @@ func (s *Store) IssueNext(ctx context.Context, batchID string, limit int, now ti
 	return issued, err
 }
 
-// mintUnique derives a code HMAC per subject and resolves collisions deterministically: a
-// subject whose HMAC is already taken (in the table or earlier in this chunk) moves to the
-// next attempt number, which the export re-derives from the stored attempt.
-func mintUnique(tx *gorm.DB, subjectIDs []int64, mint store.MintFunc) ([]codeRow, error) {
+// codeInsertRows is how many rows one INSERT statement carries: 13 columns × 200 rows stays
+// well under both engines' bound-parameter limits while amortising statement overhead.
+const codeInsertRows = 200
+
+// insertCodes writes code rows with multi-row INSERT statements rather than gorm's Create,
+// which reflects over every row; this is the hot path of a 50M-code issuance.
+func (s *Store) insertCodes(tx *gorm.DB, b *batchRow, rows []codeRow, now time.Time) error {
+	const cols = 12
+	var sql strings.Builder
+	args := make([]any, 0, codeInsertRows*cols)
+	for start := 0; start < len(rows); start += codeInsertRows {
+		part := rows[start:min(start+codeInsertRows, len(rows))]
+		sql.Reset()
+		sql.WriteString("INSERT INTO codes (code_hmac, key_id, incident_id, cohort_id, subject_id, live_subject_id, batch_id, attempt, state, issue_time, redeem_by, revoke_reason) VALUES ")
+		args = args[:0]
+		for i := range part {
+			if i > 0 {
+				sql.WriteByte(',')
+			}
+			sql.WriteByte('(')
+			for c := range cols {
+				if c > 0 {
+					sql.WriteByte(',')
+				}
+				s.placeholder(&sql, i*cols+c+1)
+			}
+			sql.WriteByte(')')
+			r := &part[i]
+			args = append(args, r.CodeHMAC, r.KeyID, b.IncidentID, b.CohortID, r.SubjectID, r.SubjectID, b.ID,
+				int64(r.Attempt), string(enrollment.CodeIssued), now, b.RedeemBy, "")
+		}
+		// Straight to database/sql: gorm's Exec would expand each []byte HMAC into a list.
+		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, sql.String(), args...); err != nil {
+			return fmt.Errorf("failed to insert codes: %w", s.translate(err))
+		}
+	}
+	return nil
+}
+
+// mintRows derives a code HMAC per subject. Within the chunk, a repeated HMAC moves to the
+// next attempt number (which the export re-derives from the stored attempt). With
+// checkCollisions it also looks the HMACs up in the table and moves the taken ones on.
+func mintRows(tx *gorm.DB, subjectIDs []int64, mint store.MintFunc, checkCollisions bool) ([]codeRow, error) {
 	rows := make([]codeRow, len(subjectIDs))
 	seen := make(map[string]bool, len(subjectIDs))
 	for i, sid := range subjectIDs {
@@ -151,7 +196,7 @@ func mintUnique(tx *gorm.DB, subjectIDs []int64, mint store.MintFunc) ([]codeRow
 			rows[i].Attempt++
 		}
 	}
-	for {
+	for checkCollisions {
 		hmacs := make([][]byte, len(rows))
 		for i := range rows {
 			hmacs[i] = rows[i].CodeHMAC
@@ -167,7 +212,7 @@ func mintUnique(tx *gorm.DB, subjectIDs []int64, mint store.MintFunc) ([]codeRow
 			}
 		}
 		if len(taken) == 0 {
-			return rows, nil
+			break
 		}
 		for i := range rows {
 			for taken[string(rows[i].CodeHMAC)] {
@@ -177,6 +222,42 @@ func mintUnique(tx *gorm.DB, subjectIDs []int64, mint store.MintFunc) ([]codeRow
 			}
 		}
 	}
+	return rows, nil
+}
+
+// ListBatches pages through batches, newest first.
+func (s *Store) ListBatches(ctx context.Context, incidentID, before string, limit int) ([]*enrollment.Batch, error) {
+	q := s.db.WithContext(ctx).Order("id DESC").Limit(limit)
+	if incidentID != "" {
+		q = q.Where("incident_id = ?", incidentID)
+	}
+	if before != "" {
+		q = q.Where("id < ?", before)
+	}
+	var rows []batchRow
+	if err := q.Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]*enrollment.Batch, len(rows))
+	for i := range rows {
+		out[i] = rows[i].toDomain()
+	}
+	return out, nil
+}
+
+// NextRunnableBatch finds a RUNNING batch that owner may work on.
+func (s *Store) NextRunnableBatch(ctx context.Context, owner string, now time.Time) (*enrollment.Batch, error) {
+	var row batchRow
+	err := s.db.WithContext(ctx).
+		Where("state = ? AND (lease_owner = '' OR lease_owner = ? OR lease_until < ?)", string(enrollment.BatchRunning), owner, now).
+		Order("id").Take(&row).Error
+	if err != nil {
+		if isNotFound(err) {
+			return nil, enrollment.NotFoundf("no runnable batch")
+		}
+		return nil, err
+	}
+	return row.toDomain(), nil
 }
 
 // FinishBatch records the final state and a summarised event.
@@ -189,8 +270,13 @@ func (s *Store) FinishBatch(ctx context.Context, batchID string, state enrollmen
 			}
 			return err
 		}
-		err := tx.Model(&batchRow{}).Where("id = ?", batchID).
-			Updates(map[string]any{"state": string(state), "error": errMsg, "update_time": now}).Error
+		upd := map[string]any{"state": string(state), "error": errMsg, "update_time": now, "lease_owner": ""}
+		if state == enrollment.BatchSucceeded {
+			// Members who got their code from an overlapping cohort's batch in the meantime
+			// were in scope at the start but not issued here: the final total is what was.
+			upd["total"] = b.Issued
+		}
+		err := tx.Model(&batchRow{}).Where("id = ?", batchID).Updates(upd).Error
 		if err != nil {
 			return err
 		}
@@ -236,6 +322,9 @@ func (s *Store) PurgeBatchSecret(ctx context.Context, batchID string, now time.T
 				return enrollment.NotFoundf("batch %q not found", batchID)
 			}
 			return err
+		}
+		if b.State == string(enrollment.BatchRunning) {
+			return enrollment.FailedPreconditionf("batch %s is still issuing codes; purge its export once it has finished", batchID)
 		}
 		if b.WrappedSecret != nil {
 			err := tx.Model(&batchRow{}).Where("id = ?", batchID).

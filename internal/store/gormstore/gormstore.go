@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -143,6 +144,26 @@ func (s *Store) lockIssuance(tx *gorm.DB, batchID string) error {
 		return nil
 	}
 	return tx.Exec("SELECT 1 FROM incidents WHERE id = (SELECT incident_id FROM batches WHERE id = ?) FOR UPDATE", batchID).Error
+}
+
+// placeholder writes the n-th (1-based) bind parameter in the engine's syntax, for the few
+// statements that bypass gorm.
+func (s *Store) placeholder(b *strings.Builder, n int) {
+	if s.driver == DriverPostgres {
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(n))
+		return
+	}
+	b.WriteByte('?')
+}
+
+// translate maps a raw driver error the way gorm's TranslateError does, so that statements
+// that bypass gorm still report unique violations as gorm.ErrDuplicatedKey.
+func (s *Store) translate(err error) error {
+	if t, ok := s.db.Dialector.(gorm.ErrorTranslator); ok {
+		return t.Translate(err)
+	}
+	return err
 }
 
 func isDuplicate(err error) bool { return errors.Is(err, gorm.ErrDuplicatedKey) }

@@ -84,6 +84,8 @@ type batchRow struct {
 	MasterKeyID   string    `gorm:"not null"`
 	LookupKeyID   string    `gorm:"not null"`
 	Error         string    `gorm:"not null"`
+	LeaseOwner    string    `gorm:"size:64;not null;default:''"`
+	LeaseUntil    time.Time `gorm:"not null"`
 }
 
 func (batchRow) TableName() string { return "batches" }

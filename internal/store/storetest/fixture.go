@@ -17,6 +17,8 @@ var (
 	Base = time.Date(2024, 2, 1, 10, 0, 0, 0, time.UTC)
 	// RedeemTime is when the fixture redeems codes: inside the redeem window.
 	RedeemTime = time.Date(2024, 2, 20, 10, 0, 0, 0, time.UTC)
+	// TestLease is the batch lease the suite's issuance runs under.
+	TestLease = store.Lease{Owner: "storetest", Until: Base.Add(time.Hour)}
 )
 
 // Ids the fixture seeds.
@@ -161,7 +163,7 @@ func (f *Fixture) Drain(batchID string, limit int, mint store.MintFunc) int {
 	f.T.Helper()
 	total := 0
 	for range 10000 {
-		n, err := f.S.IssueNext(f.T.Context(), batchID, limit, Base, mint)
+		n, err := f.S.IssueNext(f.T.Context(), batchID, TestLease, limit, Base, mint)
 		must(f.T, err, "issue next of "+batchID)
 		if n < 0 || n > limit {
 			f.T.Fatalf("IssueNext(limit %d) issued %d", limit, n)

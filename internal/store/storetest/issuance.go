@@ -81,7 +81,7 @@ var issuanceTests = map[string]func(t *testing.T, open OpenFunc){
 		}
 		var chunks []int
 		for {
-			n, err := f.S.IssueNext(t.Context(), want.ID, 3, Base, Mint)
+			n, err := f.S.IssueNext(t.Context(), want.ID, TestLease, 3, Base, Mint)
 			must(t, err, "issue next")
 			if n == 0 {
 				break
@@ -225,7 +225,7 @@ var issuanceTests = map[string]func(t *testing.T, open OpenFunc){
 			wg.Go(func() {
 				<-start
 				for range 1000 {
-					n, err := f.S.IssueNext(t.Context(), id, 2, Base, Mint)
+					n, err := f.S.IssueNext(t.Context(), id, TestLease, 2, Base, Mint)
 					if err != nil || n == 0 {
 						errs[i] = err
 						return

@@ -32,6 +32,7 @@ func Run(t *testing.T, open OpenFunc) {
 		{"PartnersAndClients", partnerClientTests},
 		{"ImportSubjects", importTests},
 		{"Issuance", issuanceTests},
+		{"Leases", leaseTests},
 		{"Codes", codeTests},
 		{"Enrollments", enrollmentTests},
 		{"Counters", counterTests},
