@@ -2,8 +2,6 @@ package gormstore
 
 import (
 	"context"
-	"fmt"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -88,7 +86,7 @@ func (s *Store) IssueNext(ctx context.Context, batchID string, lease store.Lease
 
 func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease, limit int, now time.Time, mint store.MintFunc, checkCollisions bool) (int, error) {
 	issued := 0
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	err := s.bulkTx(ctx, func(tx *gorm.DB) error {
 		issued = 0
 		if err := s.lockIssuance(tx, batchID); err != nil {
 			return err
@@ -137,45 +135,6 @@ func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease
 		return d.apply(tx)
 	})
 	return issued, err
-}
-
-// codeInsertRows is how many rows one INSERT statement carries: 13 columns × 200 rows stays
-// well under both engines' bound-parameter limits while amortising statement overhead.
-const codeInsertRows = 200
-
-// insertCodes writes code rows with multi-row INSERT statements rather than gorm's Create,
-// which reflects over every row; this is the hot path of a 50M-code issuance.
-func (s *Store) insertCodes(tx *gorm.DB, b *batchRow, rows []codeRow, now time.Time) error {
-	const cols = 12
-	var sql strings.Builder
-	args := make([]any, 0, codeInsertRows*cols)
-	for start := 0; start < len(rows); start += codeInsertRows {
-		part := rows[start:min(start+codeInsertRows, len(rows))]
-		sql.Reset()
-		sql.WriteString("INSERT INTO codes (code_hmac, key_id, incident_id, cohort_id, subject_id, live_subject_id, batch_id, attempt, state, issue_time, redeem_by, revoke_reason) VALUES ")
-		args = args[:0]
-		for i := range part {
-			if i > 0 {
-				sql.WriteByte(',')
-			}
-			sql.WriteByte('(')
-			for c := range cols {
-				if c > 0 {
-					sql.WriteByte(',')
-				}
-				s.placeholder(&sql, i*cols+c+1)
-			}
-			sql.WriteByte(')')
-			r := &part[i]
-			args = append(args, r.CodeHMAC, r.KeyID, b.IncidentID, b.CohortID, r.SubjectID, r.SubjectID, b.ID,
-				int64(r.Attempt), string(enrollment.CodeIssued), now, b.RedeemBy, "")
-		}
-		// Straight to database/sql: gorm's Exec would expand each []byte HMAC into a list.
-		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, sql.String(), args...); err != nil {
-			return fmt.Errorf("failed to insert codes: %w", s.translate(err))
-		}
-	}
-	return nil
 }
 
 // mintRows derives a code HMAC per subject. Within the chunk, a repeated HMAC moves to the
