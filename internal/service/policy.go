@@ -30,16 +30,20 @@ func Policy() auth.Policy {
 		enrollv1.AdminService_ExportBatchCodes_FullMethodName: admin,
 		enrollv1.AdminService_PurgeBatchExport_FullMethodName: admin,
 		enrollv1.AdminService_RevokeCode_FullMethodName:       admin,
+		enrollv1.AdminService_ReissueCode_FullMethodName:      admin,
 
 		enrollv1.RedemptionService_CheckCode_FullMethodName:           public,
 		enrollv1.RedemptionService_RedeemCode_FullMethodName:          public,
 		enrollv1.RedemptionService_GetEnrollmentStatus_FullMethodName: public,
+		enrollv1.RedemptionService_CancelOwnEnrollment_FullMethodName: public,
+		enrollv1.RedemptionService_RequestCodeResend_FullMethodName:   public,
 
-		enrollv1.PartnerService_VerifyCode_FullMethodName:         partner,
-		enrollv1.PartnerService_ActivateEnrollment_FullMethodName: partner,
-		enrollv1.PartnerService_GetEnrollment_FullMethodName:      partner,
-		enrollv1.PartnerService_ListEnrollments_FullMethodName:    partner,
-		enrollv1.PartnerService_CancelEnrollment_FullMethodName:   partner,
+		enrollv1.PartnerService_VerifyCode_FullMethodName:           partner,
+		enrollv1.PartnerService_ActivateEnrollment_FullMethodName:   partner,
+		enrollv1.PartnerService_GetEnrollment_FullMethodName:        partner,
+		enrollv1.PartnerService_ListEnrollments_FullMethodName:      partner,
+		enrollv1.PartnerService_CancelEnrollment_FullMethodName:     partner,
+		enrollv1.PartnerService_ListEnrollmentEvents_FullMethodName: partner,
 
 		enrollv1.ReportingService_GetCounts_FullMethodName: finance,
 

@@ -1841,6 +1841,125 @@ func (x *RevokeCodeResponse) GetRevokeTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Request for AdminService.ReissueCode.
+type ReissueCodeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `incidents/{incident}/subjects/{external_ref}`.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Why, for the record, e.g. "letter returned undeliverable".
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Idempotency key.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReissueCodeRequest) Reset() {
+	*x = ReissueCodeRequest{}
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReissueCodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReissueCodeRequest) ProtoMessage() {}
+
+func (x *ReissueCodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReissueCodeRequest.ProtoReflect.Descriptor instead.
+func (*ReissueCodeRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ReissueCodeRequest) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ReissueCodeRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ReissueCodeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Response for AdminService.ReissueCode.
+type ReissueCodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The one-code batch holding the new code; export it to mail the letter.
+	Batch *Batch `protobuf:"bytes,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	// When the old code was revoked.
+	RevokeTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReissueCodeResponse) Reset() {
+	*x = ReissueCodeResponse{}
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReissueCodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReissueCodeResponse) ProtoMessage() {}
+
+func (x *ReissueCodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_admin_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReissueCodeResponse.ProtoReflect.Descriptor instead.
+func (*ReissueCodeResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_admin_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ReissueCodeResponse) GetBatch() *Batch {
+	if x != nil {
+		return x.Batch
+	}
+	return nil
+}
+
+func (x *ReissueCodeResponse) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
 var File_enroll_v1_admin_service_proto protoreflect.FileDescriptor
 
 const file_enroll_v1_admin_service_proto_rawDesc = "" +
@@ -1967,7 +2086,16 @@ const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"\x12RevokeCodeResponse\x12*\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x14.enroll.v1.CodeStateR\x05state\x12;\n" +
 	"\vrevoke_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"revokeTime2\x81\r\n" +
+	"revokeTime\"o\n" +
+	"\x12ReissueCodeRequest\x12\x1d\n" +
+	"\asubject\x18\x01 \x01(\tB\x03\xe0A\x02R\asubject\x12\x1b\n" +
+	"\x06reason\x18\x02 \x01(\tB\x03\xe0A\x02R\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"z\n" +
+	"\x13ReissueCodeResponse\x12&\n" +
+	"\x05batch\x18\x01 \x01(\v2\x10.enroll.v1.BatchR\x05batch\x12;\n" +
+	"\vrevoke_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime2\x8d\x0e\n" +
 	"\fAdminService\x12v\n" +
 	"\x0eCreateIncident\x12 .enroll.v1.CreateIncidentRequest\x1a!.enroll.v1.CreateIncidentResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\bincident\"\r/v1/incidents\x12l\n" +
 	"\vGetIncident\x12\x1d.enroll.v1.GetIncidentRequest\x1a\x1e.enroll.v1.GetIncidentResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/v1/{name=incidents/*}\x12i\n" +
@@ -1984,7 +2112,8 @@ const file_enroll_v1_admin_service_proto_rawDesc = "" +
 	"\x10ExportBatchCodes\x12\".enroll.v1.ExportBatchCodesRequest\x1a#.enroll.v1.ExportBatchCodesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/{name=batches/*}:exportCodes0\x01\x12\x88\x01\n" +
 	"\x10PurgeBatchExport\x12\".enroll.v1.PurgeBatchExportRequest\x1a#.enroll.v1.PurgeBatchExportResponse\"+\x82\xd3\xe4\x93\x02%:\x01*\" /v1/{name=batches/*}:purgeExport\x12\x85\x01\n" +
 	"\n" +
-	"RevokeCode\x12\x1c.enroll.v1.RevokeCodeRequest\x1a\x1d.enroll.v1.RevokeCodeResponse\":\x82\xd3\xe4\x93\x024:\x01*\"//v1/{subject=incidents/*/subjects/*}:revokeCodeB\x93\x03\x92A\xdb\x02\x12\x91\x02\n" +
+	"RevokeCode\x12\x1c.enroll.v1.RevokeCodeRequest\x1a\x1d.enroll.v1.RevokeCodeResponse\":\x82\xd3\xe4\x93\x024:\x01*\"//v1/{subject=incidents/*/subjects/*}:revokeCode\x12\x89\x01\n" +
+	"\vReissueCode\x12\x1d.enroll.v1.ReissueCodeRequest\x1a\x1e.enroll.v1.ReissueCodeResponse\";\x82\xd3\xe4\x93\x025:\x01*\"0/v1/{subject=incidents/*/subjects/*}:reissueCodeB\x93\x03\x92A\xdb\x02\x12\x91\x02\n" +
 	"\"Identity-protection enrollment API\x12\xe6\x01Issue, redeem, activate and report enrollment codes for a breach's identity-protection offer. Authenticate with POST /v1/token (client credentials) and send Authorization: Bearer <token>; the /v1/redemption:* endpoints are public.2\x02v1ZE\n" +
 	"C\n" +
 	"\x06bearer\x129\b\x02\x12$Bearer <access_token from /v1/token>\x1a\rAuthorization \x02Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
@@ -2001,7 +2130,7 @@ func file_enroll_v1_admin_service_proto_rawDescGZIP() []byte {
 	return file_enroll_v1_admin_service_proto_rawDescData
 }
 
-var file_enroll_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_enroll_v1_admin_service_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_enroll_v1_admin_service_proto_goTypes = []any{
 	(*CreateIncidentRequest)(nil),    // 0: enroll.v1.CreateIncidentRequest
 	(*CreateIncidentResponse)(nil),   // 1: enroll.v1.CreateIncidentResponse
@@ -2034,69 +2163,75 @@ var file_enroll_v1_admin_service_proto_goTypes = []any{
 	(*PurgeBatchExportResponse)(nil), // 28: enroll.v1.PurgeBatchExportResponse
 	(*RevokeCodeRequest)(nil),        // 29: enroll.v1.RevokeCodeRequest
 	(*RevokeCodeResponse)(nil),       // 30: enroll.v1.RevokeCodeResponse
-	(*Incident)(nil),                 // 31: enroll.v1.Incident
-	(*Cohort)(nil),                   // 32: enroll.v1.Cohort
-	(*Partner)(nil),                  // 33: enroll.v1.Partner
-	(*Client)(nil),                   // 34: enroll.v1.Client
-	(*Batch)(nil),                    // 35: enroll.v1.Batch
-	(*timestamppb.Timestamp)(nil),    // 36: google.protobuf.Timestamp
-	(CodeState)(0),                   // 37: enroll.v1.CodeState
+	(*ReissueCodeRequest)(nil),       // 31: enroll.v1.ReissueCodeRequest
+	(*ReissueCodeResponse)(nil),      // 32: enroll.v1.ReissueCodeResponse
+	(*Incident)(nil),                 // 33: enroll.v1.Incident
+	(*Cohort)(nil),                   // 34: enroll.v1.Cohort
+	(*Partner)(nil),                  // 35: enroll.v1.Partner
+	(*Client)(nil),                   // 36: enroll.v1.Client
+	(*Batch)(nil),                    // 37: enroll.v1.Batch
+	(*timestamppb.Timestamp)(nil),    // 38: google.protobuf.Timestamp
+	(CodeState)(0),                   // 39: enroll.v1.CodeState
 }
 var file_enroll_v1_admin_service_proto_depIdxs = []int32{
-	31, // 0: enroll.v1.CreateIncidentRequest.incident:type_name -> enroll.v1.Incident
-	31, // 1: enroll.v1.CreateIncidentResponse.incident:type_name -> enroll.v1.Incident
-	31, // 2: enroll.v1.GetIncidentResponse.incident:type_name -> enroll.v1.Incident
-	31, // 3: enroll.v1.ListIncidentsResponse.incidents:type_name -> enroll.v1.Incident
-	32, // 4: enroll.v1.CreateCohortRequest.cohort:type_name -> enroll.v1.Cohort
-	32, // 5: enroll.v1.CreateCohortResponse.cohort:type_name -> enroll.v1.Cohort
-	32, // 6: enroll.v1.ListCohortsResponse.cohorts:type_name -> enroll.v1.Cohort
-	33, // 7: enroll.v1.CreatePartnerRequest.partner:type_name -> enroll.v1.Partner
-	33, // 8: enroll.v1.CreatePartnerResponse.partner:type_name -> enroll.v1.Partner
-	34, // 9: enroll.v1.CreateClientRequest.client:type_name -> enroll.v1.Client
-	34, // 10: enroll.v1.CreateClientResponse.client:type_name -> enroll.v1.Client
+	33, // 0: enroll.v1.CreateIncidentRequest.incident:type_name -> enroll.v1.Incident
+	33, // 1: enroll.v1.CreateIncidentResponse.incident:type_name -> enroll.v1.Incident
+	33, // 2: enroll.v1.GetIncidentResponse.incident:type_name -> enroll.v1.Incident
+	33, // 3: enroll.v1.ListIncidentsResponse.incidents:type_name -> enroll.v1.Incident
+	34, // 4: enroll.v1.CreateCohortRequest.cohort:type_name -> enroll.v1.Cohort
+	34, // 5: enroll.v1.CreateCohortResponse.cohort:type_name -> enroll.v1.Cohort
+	34, // 6: enroll.v1.ListCohortsResponse.cohorts:type_name -> enroll.v1.Cohort
+	35, // 7: enroll.v1.CreatePartnerRequest.partner:type_name -> enroll.v1.Partner
+	35, // 8: enroll.v1.CreatePartnerResponse.partner:type_name -> enroll.v1.Partner
+	36, // 9: enroll.v1.CreateClientRequest.client:type_name -> enroll.v1.Client
+	36, // 10: enroll.v1.CreateClientResponse.client:type_name -> enroll.v1.Client
 	14, // 11: enroll.v1.ImportSubjectsRequest.subjects:type_name -> enroll.v1.SubjectRecord
 	16, // 12: enroll.v1.ImportSubjectsResponse.errors:type_name -> enroll.v1.ImportError
-	35, // 13: enroll.v1.IssueCodesResponse.batches:type_name -> enroll.v1.Batch
-	35, // 14: enroll.v1.ListBatchesResponse.batches:type_name -> enroll.v1.Batch
-	35, // 15: enroll.v1.GetBatchResponse.batch:type_name -> enroll.v1.Batch
-	36, // 16: enroll.v1.ExportedCode.redeem_by_time:type_name -> google.protobuf.Timestamp
+	37, // 13: enroll.v1.IssueCodesResponse.batches:type_name -> enroll.v1.Batch
+	37, // 14: enroll.v1.ListBatchesResponse.batches:type_name -> enroll.v1.Batch
+	37, // 15: enroll.v1.GetBatchResponse.batch:type_name -> enroll.v1.Batch
+	38, // 16: enroll.v1.ExportedCode.redeem_by_time:type_name -> google.protobuf.Timestamp
 	25, // 17: enroll.v1.ExportBatchCodesResponse.codes:type_name -> enroll.v1.ExportedCode
-	35, // 18: enroll.v1.PurgeBatchExportResponse.batch:type_name -> enroll.v1.Batch
-	37, // 19: enroll.v1.RevokeCodeResponse.state:type_name -> enroll.v1.CodeState
-	36, // 20: enroll.v1.RevokeCodeResponse.revoke_time:type_name -> google.protobuf.Timestamp
-	0,  // 21: enroll.v1.AdminService.CreateIncident:input_type -> enroll.v1.CreateIncidentRequest
-	2,  // 22: enroll.v1.AdminService.GetIncident:input_type -> enroll.v1.GetIncidentRequest
-	4,  // 23: enroll.v1.AdminService.ListIncidents:input_type -> enroll.v1.ListIncidentsRequest
-	6,  // 24: enroll.v1.AdminService.CreateCohort:input_type -> enroll.v1.CreateCohortRequest
-	8,  // 25: enroll.v1.AdminService.ListCohorts:input_type -> enroll.v1.ListCohortsRequest
-	10, // 26: enroll.v1.AdminService.CreatePartner:input_type -> enroll.v1.CreatePartnerRequest
-	12, // 27: enroll.v1.AdminService.CreateClient:input_type -> enroll.v1.CreateClientRequest
-	15, // 28: enroll.v1.AdminService.ImportSubjects:input_type -> enroll.v1.ImportSubjectsRequest
-	18, // 29: enroll.v1.AdminService.IssueCodes:input_type -> enroll.v1.IssueCodesRequest
-	22, // 30: enroll.v1.AdminService.GetBatch:input_type -> enroll.v1.GetBatchRequest
-	20, // 31: enroll.v1.AdminService.ListBatches:input_type -> enroll.v1.ListBatchesRequest
-	24, // 32: enroll.v1.AdminService.ExportBatchCodes:input_type -> enroll.v1.ExportBatchCodesRequest
-	27, // 33: enroll.v1.AdminService.PurgeBatchExport:input_type -> enroll.v1.PurgeBatchExportRequest
-	29, // 34: enroll.v1.AdminService.RevokeCode:input_type -> enroll.v1.RevokeCodeRequest
-	1,  // 35: enroll.v1.AdminService.CreateIncident:output_type -> enroll.v1.CreateIncidentResponse
-	3,  // 36: enroll.v1.AdminService.GetIncident:output_type -> enroll.v1.GetIncidentResponse
-	5,  // 37: enroll.v1.AdminService.ListIncidents:output_type -> enroll.v1.ListIncidentsResponse
-	7,  // 38: enroll.v1.AdminService.CreateCohort:output_type -> enroll.v1.CreateCohortResponse
-	9,  // 39: enroll.v1.AdminService.ListCohorts:output_type -> enroll.v1.ListCohortsResponse
-	11, // 40: enroll.v1.AdminService.CreatePartner:output_type -> enroll.v1.CreatePartnerResponse
-	13, // 41: enroll.v1.AdminService.CreateClient:output_type -> enroll.v1.CreateClientResponse
-	17, // 42: enroll.v1.AdminService.ImportSubjects:output_type -> enroll.v1.ImportSubjectsResponse
-	19, // 43: enroll.v1.AdminService.IssueCodes:output_type -> enroll.v1.IssueCodesResponse
-	23, // 44: enroll.v1.AdminService.GetBatch:output_type -> enroll.v1.GetBatchResponse
-	21, // 45: enroll.v1.AdminService.ListBatches:output_type -> enroll.v1.ListBatchesResponse
-	26, // 46: enroll.v1.AdminService.ExportBatchCodes:output_type -> enroll.v1.ExportBatchCodesResponse
-	28, // 47: enroll.v1.AdminService.PurgeBatchExport:output_type -> enroll.v1.PurgeBatchExportResponse
-	30, // 48: enroll.v1.AdminService.RevokeCode:output_type -> enroll.v1.RevokeCodeResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	37, // 18: enroll.v1.PurgeBatchExportResponse.batch:type_name -> enroll.v1.Batch
+	39, // 19: enroll.v1.RevokeCodeResponse.state:type_name -> enroll.v1.CodeState
+	38, // 20: enroll.v1.RevokeCodeResponse.revoke_time:type_name -> google.protobuf.Timestamp
+	37, // 21: enroll.v1.ReissueCodeResponse.batch:type_name -> enroll.v1.Batch
+	38, // 22: enroll.v1.ReissueCodeResponse.revoke_time:type_name -> google.protobuf.Timestamp
+	0,  // 23: enroll.v1.AdminService.CreateIncident:input_type -> enroll.v1.CreateIncidentRequest
+	2,  // 24: enroll.v1.AdminService.GetIncident:input_type -> enroll.v1.GetIncidentRequest
+	4,  // 25: enroll.v1.AdminService.ListIncidents:input_type -> enroll.v1.ListIncidentsRequest
+	6,  // 26: enroll.v1.AdminService.CreateCohort:input_type -> enroll.v1.CreateCohortRequest
+	8,  // 27: enroll.v1.AdminService.ListCohorts:input_type -> enroll.v1.ListCohortsRequest
+	10, // 28: enroll.v1.AdminService.CreatePartner:input_type -> enroll.v1.CreatePartnerRequest
+	12, // 29: enroll.v1.AdminService.CreateClient:input_type -> enroll.v1.CreateClientRequest
+	15, // 30: enroll.v1.AdminService.ImportSubjects:input_type -> enroll.v1.ImportSubjectsRequest
+	18, // 31: enroll.v1.AdminService.IssueCodes:input_type -> enroll.v1.IssueCodesRequest
+	22, // 32: enroll.v1.AdminService.GetBatch:input_type -> enroll.v1.GetBatchRequest
+	20, // 33: enroll.v1.AdminService.ListBatches:input_type -> enroll.v1.ListBatchesRequest
+	24, // 34: enroll.v1.AdminService.ExportBatchCodes:input_type -> enroll.v1.ExportBatchCodesRequest
+	27, // 35: enroll.v1.AdminService.PurgeBatchExport:input_type -> enroll.v1.PurgeBatchExportRequest
+	29, // 36: enroll.v1.AdminService.RevokeCode:input_type -> enroll.v1.RevokeCodeRequest
+	31, // 37: enroll.v1.AdminService.ReissueCode:input_type -> enroll.v1.ReissueCodeRequest
+	1,  // 38: enroll.v1.AdminService.CreateIncident:output_type -> enroll.v1.CreateIncidentResponse
+	3,  // 39: enroll.v1.AdminService.GetIncident:output_type -> enroll.v1.GetIncidentResponse
+	5,  // 40: enroll.v1.AdminService.ListIncidents:output_type -> enroll.v1.ListIncidentsResponse
+	7,  // 41: enroll.v1.AdminService.CreateCohort:output_type -> enroll.v1.CreateCohortResponse
+	9,  // 42: enroll.v1.AdminService.ListCohorts:output_type -> enroll.v1.ListCohortsResponse
+	11, // 43: enroll.v1.AdminService.CreatePartner:output_type -> enroll.v1.CreatePartnerResponse
+	13, // 44: enroll.v1.AdminService.CreateClient:output_type -> enroll.v1.CreateClientResponse
+	17, // 45: enroll.v1.AdminService.ImportSubjects:output_type -> enroll.v1.ImportSubjectsResponse
+	19, // 46: enroll.v1.AdminService.IssueCodes:output_type -> enroll.v1.IssueCodesResponse
+	23, // 47: enroll.v1.AdminService.GetBatch:output_type -> enroll.v1.GetBatchResponse
+	21, // 48: enroll.v1.AdminService.ListBatches:output_type -> enroll.v1.ListBatchesResponse
+	26, // 49: enroll.v1.AdminService.ExportBatchCodes:output_type -> enroll.v1.ExportBatchCodesResponse
+	28, // 50: enroll.v1.AdminService.PurgeBatchExport:output_type -> enroll.v1.PurgeBatchExportResponse
+	30, // 51: enroll.v1.AdminService.RevokeCode:output_type -> enroll.v1.RevokeCodeResponse
+	32, // 52: enroll.v1.AdminService.ReissueCode:output_type -> enroll.v1.ReissueCodeResponse
+	38, // [38:53] is the sub-list for method output_type
+	23, // [23:38] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_enroll_v1_admin_service_proto_init() }
@@ -2111,7 +2246,7 @@ func file_enroll_v1_admin_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_enroll_v1_admin_service_proto_rawDesc), len(file_enroll_v1_admin_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

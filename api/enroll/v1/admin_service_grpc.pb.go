@@ -33,6 +33,7 @@ const (
 	AdminService_ExportBatchCodes_FullMethodName = "/enroll.v1.AdminService/ExportBatchCodes"
 	AdminService_PurgeBatchExport_FullMethodName = "/enroll.v1.AdminService/PurgeBatchExport"
 	AdminService_RevokeCode_FullMethodName       = "/enroll.v1.AdminService/RevokeCode"
+	AdminService_ReissueCode_FullMethodName      = "/enroll.v1.AdminService/ReissueCode"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -77,6 +78,9 @@ type AdminServiceClient interface {
 	PurgeBatchExport(ctx context.Context, in *PurgeBatchExportRequest, opts ...grpc.CallOption) (*PurgeBatchExportResponse, error)
 	// Revokes the live code of a subject.
 	RevokeCode(ctx context.Context, in *RevokeCodeRequest, opts ...grpc.CallOption) (*RevokeCodeResponse, error)
+	// Replaces a subject's unredeemed code: the old code is revoked as superseded and a new one
+	// issued in the same transaction, in a one-code batch whose export yields the new code.
+	ReissueCode(ctx context.Context, in *ReissueCodeRequest, opts ...grpc.CallOption) (*ReissueCodeResponse, error)
 }
 
 type adminServiceClient struct {
@@ -239,6 +243,16 @@ func (c *adminServiceClient) RevokeCode(ctx context.Context, in *RevokeCodeReque
 	return out, nil
 }
 
+func (c *adminServiceClient) ReissueCode(ctx context.Context, in *ReissueCodeRequest, opts ...grpc.CallOption) (*ReissueCodeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReissueCodeResponse)
+	err := c.cc.Invoke(ctx, AdminService_ReissueCode_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -281,6 +295,9 @@ type AdminServiceServer interface {
 	PurgeBatchExport(context.Context, *PurgeBatchExportRequest) (*PurgeBatchExportResponse, error)
 	// Revokes the live code of a subject.
 	RevokeCode(context.Context, *RevokeCodeRequest) (*RevokeCodeResponse, error)
+	// Replaces a subject's unredeemed code: the old code is revoked as superseded and a new one
+	// issued in the same transaction, in a one-code batch whose export yields the new code.
+	ReissueCode(context.Context, *ReissueCodeRequest) (*ReissueCodeResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -332,6 +349,9 @@ func (UnimplementedAdminServiceServer) PurgeBatchExport(context.Context, *PurgeB
 }
 func (UnimplementedAdminServiceServer) RevokeCode(context.Context, *RevokeCodeRequest) (*RevokeCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RevokeCode not implemented")
+}
+func (UnimplementedAdminServiceServer) ReissueCode(context.Context, *ReissueCodeRequest) (*ReissueCodeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReissueCode not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -588,6 +608,24 @@ func _AdminService_RevokeCode_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ReissueCode_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReissueCodeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ReissueCode(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ReissueCode_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ReissueCode(ctx, req.(*ReissueCodeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -642,6 +680,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RevokeCode",
 			Handler:    _AdminService_RevokeCode_Handler,
+		},
+		{
+			MethodName: "ReissueCode",
+			Handler:    _AdminService_ReissueCode_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -591,6 +591,199 @@ func (x *CancelEnrollmentResponse) GetEnrollment() *Enrollment {
 	return nil
 }
 
+// Request for PartnerService.ListEnrollmentEvents.
+type ListEnrollmentEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Return events with a sequence greater than this; 0 from the start.
+	AfterSequence int64 `protobuf:"varint,1,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	// Maximum events, 1-1000; default 100.
+	PageSize      int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEnrollmentEventsRequest) Reset() {
+	*x = ListEnrollmentEventsRequest{}
+	mi := &file_enroll_v1_partner_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEnrollmentEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEnrollmentEventsRequest) ProtoMessage() {}
+
+func (x *ListEnrollmentEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_partner_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEnrollmentEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListEnrollmentEventsRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_partner_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListEnrollmentEventsRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+func (x *ListEnrollmentEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+// One change in the partner's feed.
+type EnrollmentEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Gap-free, increasing per partner, starting at 1.
+	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// What happened: enrollment.created, enrollment.activated, enrollment.cancelled,
+	// enrollment.expiring, enrollment.expired, enrollment.lapsed, code.revoked, code.reissued.
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// The resource it happened to, e.g. `enrollments/{enrollment}`.
+	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// When it happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// `incidents/{incident}`.
+	Incident      string `protobuf:"bytes,5,opt,name=incident,proto3" json:"incident,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnrollmentEvent) Reset() {
+	*x = EnrollmentEvent{}
+	mi := &file_enroll_v1_partner_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnrollmentEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnrollmentEvent) ProtoMessage() {}
+
+func (x *EnrollmentEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_partner_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnrollmentEvent.ProtoReflect.Descriptor instead.
+func (*EnrollmentEvent) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_partner_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *EnrollmentEvent) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *EnrollmentEvent) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *EnrollmentEvent) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *EnrollmentEvent) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *EnrollmentEvent) GetIncident() string {
+	if x != nil {
+		return x.Incident
+	}
+	return ""
+}
+
+// Response for PartnerService.ListEnrollmentEvents.
+type ListEnrollmentEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Events in sequence order.
+	Events []*EnrollmentEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// The last sequence returned (or after_sequence if none): pass it back as after_sequence.
+	LastSequence  int64 `protobuf:"varint,2,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEnrollmentEventsResponse) Reset() {
+	*x = ListEnrollmentEventsResponse{}
+	mi := &file_enroll_v1_partner_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEnrollmentEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEnrollmentEventsResponse) ProtoMessage() {}
+
+func (x *ListEnrollmentEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_partner_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEnrollmentEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListEnrollmentEventsResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_partner_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListEnrollmentEventsResponse) GetEvents() []*EnrollmentEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListEnrollmentEventsResponse) GetLastSequence() int64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
 var File_enroll_v1_partner_service_proto protoreflect.FileDescriptor
 
 const file_enroll_v1_partner_service_proto_rawDesc = "" +
@@ -638,13 +831,26 @@ const file_enroll_v1_partner_service_proto_rawDesc = "" +
 	"\x18CancelEnrollmentResponse\x125\n" +
 	"\n" +
 	"enrollment\x18\x01 \x01(\v2\x15.enroll.v1.EnrollmentR\n" +
-	"enrollment2\x85\x05\n" +
+	"enrollment\"a\n" +
+	"\x1bListEnrollmentEventsRequest\x12%\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x03R\rafterSequence\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\"\xa9\x01\n" +
+	"\x0fEnrollmentEvent\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1a\n" +
+	"\bincident\x18\x05 \x01(\tR\bincident\"w\n" +
+	"\x1cListEnrollmentEventsResponse\x122\n" +
+	"\x06events\x18\x01 \x03(\v2\x1a.enroll.v1.EnrollmentEventR\x06events\x12#\n" +
+	"\rlast_sequence\x18\x02 \x01(\x03R\flastSequence2\x8b\x06\n" +
 	"\x0ePartnerService\x12n\n" +
 	"\n" +
 	"VerifyCode\x12\x1c.enroll.v1.VerifyCodeRequest\x1a\x1d.enroll.v1.VerifyCodeResponse\"#\x82\xd3\xe4\x93\x02\x1d:\x01*\"\x18/v1/partner/codes:verify\x12\x8f\x01\n" +
 	"\x12ActivateEnrollment\x12$.enroll.v1.ActivateEnrollmentRequest\x1a%.enroll.v1.ActivateEnrollmentResponse\",\x82\xd3\xe4\x93\x02&:\x01*\"!/v1/{name=enrollments/*}:activate\x12t\n" +
 	"\rGetEnrollment\x12\x1f.enroll.v1.GetEnrollmentRequest\x1a .enroll.v1.GetEnrollmentResponse\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/v1/{name=enrollments/*}\x12q\n" +
-	"\x0fListEnrollments\x12!.enroll.v1.ListEnrollmentsRequest\x1a\".enroll.v1.ListEnrollmentsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/enrollments\x12\x87\x01\n" +
+	"\x0fListEnrollments\x12!.enroll.v1.ListEnrollmentsRequest\x1a\".enroll.v1.ListEnrollmentsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/enrollments\x12\x83\x01\n" +
+	"\x14ListEnrollmentEvents\x12&.enroll.v1.ListEnrollmentEventsRequest\x1a'.enroll.v1.ListEnrollmentEventsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/partner/events\x12\x87\x01\n" +
 	"\x10CancelEnrollment\x12\".enroll.v1.CancelEnrollmentRequest\x1a#.enroll.v1.CancelEnrollmentResponse\"*\x82\xd3\xe4\x93\x02$:\x01*\"\x1f/v1/{name=enrollments/*}:cancelB4Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
 
 var (
@@ -659,46 +865,53 @@ func file_enroll_v1_partner_service_proto_rawDescGZIP() []byte {
 	return file_enroll_v1_partner_service_proto_rawDescData
 }
 
-var file_enroll_v1_partner_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_enroll_v1_partner_service_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_enroll_v1_partner_service_proto_goTypes = []any{
-	(*VerifyCodeRequest)(nil),          // 0: enroll.v1.VerifyCodeRequest
-	(*VerifyCodeResponse)(nil),         // 1: enroll.v1.VerifyCodeResponse
-	(*ActivateEnrollmentRequest)(nil),  // 2: enroll.v1.ActivateEnrollmentRequest
-	(*ActivateEnrollmentResponse)(nil), // 3: enroll.v1.ActivateEnrollmentResponse
-	(*GetEnrollmentRequest)(nil),       // 4: enroll.v1.GetEnrollmentRequest
-	(*GetEnrollmentResponse)(nil),      // 5: enroll.v1.GetEnrollmentResponse
-	(*ListEnrollmentsRequest)(nil),     // 6: enroll.v1.ListEnrollmentsRequest
-	(*ListEnrollmentsResponse)(nil),    // 7: enroll.v1.ListEnrollmentsResponse
-	(*CancelEnrollmentRequest)(nil),    // 8: enroll.v1.CancelEnrollmentRequest
-	(*CancelEnrollmentResponse)(nil),   // 9: enroll.v1.CancelEnrollmentResponse
-	(CodeState)(0),                     // 10: enroll.v1.CodeState
-	(*timestamppb.Timestamp)(nil),      // 11: google.protobuf.Timestamp
-	(*Enrollment)(nil),                 // 12: enroll.v1.Enrollment
-	(EnrollmentState)(0),               // 13: enroll.v1.EnrollmentState
+	(*VerifyCodeRequest)(nil),            // 0: enroll.v1.VerifyCodeRequest
+	(*VerifyCodeResponse)(nil),           // 1: enroll.v1.VerifyCodeResponse
+	(*ActivateEnrollmentRequest)(nil),    // 2: enroll.v1.ActivateEnrollmentRequest
+	(*ActivateEnrollmentResponse)(nil),   // 3: enroll.v1.ActivateEnrollmentResponse
+	(*GetEnrollmentRequest)(nil),         // 4: enroll.v1.GetEnrollmentRequest
+	(*GetEnrollmentResponse)(nil),        // 5: enroll.v1.GetEnrollmentResponse
+	(*ListEnrollmentsRequest)(nil),       // 6: enroll.v1.ListEnrollmentsRequest
+	(*ListEnrollmentsResponse)(nil),      // 7: enroll.v1.ListEnrollmentsResponse
+	(*CancelEnrollmentRequest)(nil),      // 8: enroll.v1.CancelEnrollmentRequest
+	(*CancelEnrollmentResponse)(nil),     // 9: enroll.v1.CancelEnrollmentResponse
+	(*ListEnrollmentEventsRequest)(nil),  // 10: enroll.v1.ListEnrollmentEventsRequest
+	(*EnrollmentEvent)(nil),              // 11: enroll.v1.EnrollmentEvent
+	(*ListEnrollmentEventsResponse)(nil), // 12: enroll.v1.ListEnrollmentEventsResponse
+	(CodeState)(0),                       // 13: enroll.v1.CodeState
+	(*timestamppb.Timestamp)(nil),        // 14: google.protobuf.Timestamp
+	(*Enrollment)(nil),                   // 15: enroll.v1.Enrollment
+	(EnrollmentState)(0),                 // 16: enroll.v1.EnrollmentState
 }
 var file_enroll_v1_partner_service_proto_depIdxs = []int32{
-	10, // 0: enroll.v1.VerifyCodeResponse.state:type_name -> enroll.v1.CodeState
-	11, // 1: enroll.v1.VerifyCodeResponse.redeem_by_time:type_name -> google.protobuf.Timestamp
-	12, // 2: enroll.v1.ActivateEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
-	12, // 3: enroll.v1.GetEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
-	13, // 4: enroll.v1.ListEnrollmentsRequest.state:type_name -> enroll.v1.EnrollmentState
-	12, // 5: enroll.v1.ListEnrollmentsResponse.enrollments:type_name -> enroll.v1.Enrollment
-	12, // 6: enroll.v1.CancelEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
-	0,  // 7: enroll.v1.PartnerService.VerifyCode:input_type -> enroll.v1.VerifyCodeRequest
-	2,  // 8: enroll.v1.PartnerService.ActivateEnrollment:input_type -> enroll.v1.ActivateEnrollmentRequest
-	4,  // 9: enroll.v1.PartnerService.GetEnrollment:input_type -> enroll.v1.GetEnrollmentRequest
-	6,  // 10: enroll.v1.PartnerService.ListEnrollments:input_type -> enroll.v1.ListEnrollmentsRequest
-	8,  // 11: enroll.v1.PartnerService.CancelEnrollment:input_type -> enroll.v1.CancelEnrollmentRequest
-	1,  // 12: enroll.v1.PartnerService.VerifyCode:output_type -> enroll.v1.VerifyCodeResponse
-	3,  // 13: enroll.v1.PartnerService.ActivateEnrollment:output_type -> enroll.v1.ActivateEnrollmentResponse
-	5,  // 14: enroll.v1.PartnerService.GetEnrollment:output_type -> enroll.v1.GetEnrollmentResponse
-	7,  // 15: enroll.v1.PartnerService.ListEnrollments:output_type -> enroll.v1.ListEnrollmentsResponse
-	9,  // 16: enroll.v1.PartnerService.CancelEnrollment:output_type -> enroll.v1.CancelEnrollmentResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	13, // 0: enroll.v1.VerifyCodeResponse.state:type_name -> enroll.v1.CodeState
+	14, // 1: enroll.v1.VerifyCodeResponse.redeem_by_time:type_name -> google.protobuf.Timestamp
+	15, // 2: enroll.v1.ActivateEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
+	15, // 3: enroll.v1.GetEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
+	16, // 4: enroll.v1.ListEnrollmentsRequest.state:type_name -> enroll.v1.EnrollmentState
+	15, // 5: enroll.v1.ListEnrollmentsResponse.enrollments:type_name -> enroll.v1.Enrollment
+	15, // 6: enroll.v1.CancelEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
+	14, // 7: enroll.v1.EnrollmentEvent.time:type_name -> google.protobuf.Timestamp
+	11, // 8: enroll.v1.ListEnrollmentEventsResponse.events:type_name -> enroll.v1.EnrollmentEvent
+	0,  // 9: enroll.v1.PartnerService.VerifyCode:input_type -> enroll.v1.VerifyCodeRequest
+	2,  // 10: enroll.v1.PartnerService.ActivateEnrollment:input_type -> enroll.v1.ActivateEnrollmentRequest
+	4,  // 11: enroll.v1.PartnerService.GetEnrollment:input_type -> enroll.v1.GetEnrollmentRequest
+	6,  // 12: enroll.v1.PartnerService.ListEnrollments:input_type -> enroll.v1.ListEnrollmentsRequest
+	10, // 13: enroll.v1.PartnerService.ListEnrollmentEvents:input_type -> enroll.v1.ListEnrollmentEventsRequest
+	8,  // 14: enroll.v1.PartnerService.CancelEnrollment:input_type -> enroll.v1.CancelEnrollmentRequest
+	1,  // 15: enroll.v1.PartnerService.VerifyCode:output_type -> enroll.v1.VerifyCodeResponse
+	3,  // 16: enroll.v1.PartnerService.ActivateEnrollment:output_type -> enroll.v1.ActivateEnrollmentResponse
+	5,  // 17: enroll.v1.PartnerService.GetEnrollment:output_type -> enroll.v1.GetEnrollmentResponse
+	7,  // 18: enroll.v1.PartnerService.ListEnrollments:output_type -> enroll.v1.ListEnrollmentsResponse
+	12, // 19: enroll.v1.PartnerService.ListEnrollmentEvents:output_type -> enroll.v1.ListEnrollmentEventsResponse
+	9,  // 20: enroll.v1.PartnerService.CancelEnrollment:output_type -> enroll.v1.CancelEnrollmentResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_enroll_v1_partner_service_proto_init() }
@@ -713,7 +926,7 @@ func file_enroll_v1_partner_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_enroll_v1_partner_service_proto_rawDesc), len(file_enroll_v1_partner_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

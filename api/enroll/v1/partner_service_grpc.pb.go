@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PartnerService_VerifyCode_FullMethodName         = "/enroll.v1.PartnerService/VerifyCode"
-	PartnerService_ActivateEnrollment_FullMethodName = "/enroll.v1.PartnerService/ActivateEnrollment"
-	PartnerService_GetEnrollment_FullMethodName      = "/enroll.v1.PartnerService/GetEnrollment"
-	PartnerService_ListEnrollments_FullMethodName    = "/enroll.v1.PartnerService/ListEnrollments"
-	PartnerService_CancelEnrollment_FullMethodName   = "/enroll.v1.PartnerService/CancelEnrollment"
+	PartnerService_VerifyCode_FullMethodName           = "/enroll.v1.PartnerService/VerifyCode"
+	PartnerService_ActivateEnrollment_FullMethodName   = "/enroll.v1.PartnerService/ActivateEnrollment"
+	PartnerService_GetEnrollment_FullMethodName        = "/enroll.v1.PartnerService/GetEnrollment"
+	PartnerService_ListEnrollments_FullMethodName      = "/enroll.v1.PartnerService/ListEnrollments"
+	PartnerService_ListEnrollmentEvents_FullMethodName = "/enroll.v1.PartnerService/ListEnrollmentEvents"
+	PartnerService_CancelEnrollment_FullMethodName     = "/enroll.v1.PartnerService/CancelEnrollment"
 )
 
 // PartnerServiceClient is the client API for PartnerService service.
@@ -41,6 +42,9 @@ type PartnerServiceClient interface {
 	GetEnrollment(ctx context.Context, in *GetEnrollmentRequest, opts ...grpc.CallOption) (*GetEnrollmentResponse, error)
 	// Lists the partner's enrollments, oldest first.
 	ListEnrollments(ctx context.Context, in *ListEnrollmentsRequest, opts ...grpc.CallOption) (*ListEnrollmentsResponse, error)
+	// Lists the partner's change feed: every state change of its enrollments, in a gap-free
+	// sequence per partner. Resume after a restart with the last sequence seen.
+	ListEnrollmentEvents(ctx context.Context, in *ListEnrollmentEventsRequest, opts ...grpc.CallOption) (*ListEnrollmentEventsResponse, error)
 	// Cancels a PENDING or ACTIVE enrollment; coverage stops now.
 	CancelEnrollment(ctx context.Context, in *CancelEnrollmentRequest, opts ...grpc.CallOption) (*CancelEnrollmentResponse, error)
 }
@@ -93,6 +97,16 @@ func (c *partnerServiceClient) ListEnrollments(ctx context.Context, in *ListEnro
 	return out, nil
 }
 
+func (c *partnerServiceClient) ListEnrollmentEvents(ctx context.Context, in *ListEnrollmentEventsRequest, opts ...grpc.CallOption) (*ListEnrollmentEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEnrollmentEventsResponse)
+	err := c.cc.Invoke(ctx, PartnerService_ListEnrollmentEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *partnerServiceClient) CancelEnrollment(ctx context.Context, in *CancelEnrollmentRequest, opts ...grpc.CallOption) (*CancelEnrollmentResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CancelEnrollmentResponse)
@@ -118,6 +132,9 @@ type PartnerServiceServer interface {
 	GetEnrollment(context.Context, *GetEnrollmentRequest) (*GetEnrollmentResponse, error)
 	// Lists the partner's enrollments, oldest first.
 	ListEnrollments(context.Context, *ListEnrollmentsRequest) (*ListEnrollmentsResponse, error)
+	// Lists the partner's change feed: every state change of its enrollments, in a gap-free
+	// sequence per partner. Resume after a restart with the last sequence seen.
+	ListEnrollmentEvents(context.Context, *ListEnrollmentEventsRequest) (*ListEnrollmentEventsResponse, error)
 	// Cancels a PENDING or ACTIVE enrollment; coverage stops now.
 	CancelEnrollment(context.Context, *CancelEnrollmentRequest) (*CancelEnrollmentResponse, error)
 	mustEmbedUnimplementedPartnerServiceServer()
@@ -141,6 +158,9 @@ func (UnimplementedPartnerServiceServer) GetEnrollment(context.Context, *GetEnro
 }
 func (UnimplementedPartnerServiceServer) ListEnrollments(context.Context, *ListEnrollmentsRequest) (*ListEnrollmentsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEnrollments not implemented")
+}
+func (UnimplementedPartnerServiceServer) ListEnrollmentEvents(context.Context, *ListEnrollmentEventsRequest) (*ListEnrollmentEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEnrollmentEvents not implemented")
 }
 func (UnimplementedPartnerServiceServer) CancelEnrollment(context.Context, *CancelEnrollmentRequest) (*CancelEnrollmentResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CancelEnrollment not implemented")
@@ -238,6 +258,24 @@ func _PartnerService_ListEnrollments_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PartnerService_ListEnrollmentEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEnrollmentEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PartnerServiceServer).ListEnrollmentEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PartnerService_ListEnrollmentEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PartnerServiceServer).ListEnrollmentEvents(ctx, req.(*ListEnrollmentEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _PartnerService_CancelEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CancelEnrollmentRequest)
 	if err := dec(in); err != nil {
@@ -278,6 +316,10 @@ var PartnerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEnrollments",
 			Handler:    _PartnerService_ListEnrollments_Handler,
+		},
+		{
+			MethodName: "ListEnrollmentEvents",
+			Handler:    _PartnerService_ListEnrollmentEvents_Handler,
 		},
 		{
 			MethodName: "CancelEnrollment",

@@ -444,6 +444,254 @@ func (x *GetEnrollmentStatusResponse) GetNextStepUri() string {
 	return ""
 }
 
+// Request for RedemptionService.CancelOwnEnrollment.
+type CancelOwnEnrollmentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The code from the letter.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// Why, optionally.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Idempotency key.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOwnEnrollmentRequest) Reset() {
+	*x = CancelOwnEnrollmentRequest{}
+	mi := &file_enroll_v1_redemption_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOwnEnrollmentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOwnEnrollmentRequest) ProtoMessage() {}
+
+func (x *CancelOwnEnrollmentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_redemption_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOwnEnrollmentRequest.ProtoReflect.Descriptor instead.
+func (*CancelOwnEnrollmentRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_redemption_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CancelOwnEnrollmentRequest) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *CancelOwnEnrollmentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CancelOwnEnrollmentRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Response for RedemptionService.CancelOwnEnrollment.
+type CancelOwnEnrollmentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The CANCELLED enrollment (member_id is never shown here).
+	Enrollment    *Enrollment `protobuf:"bytes,1,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelOwnEnrollmentResponse) Reset() {
+	*x = CancelOwnEnrollmentResponse{}
+	mi := &file_enroll_v1_redemption_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelOwnEnrollmentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelOwnEnrollmentResponse) ProtoMessage() {}
+
+func (x *CancelOwnEnrollmentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_redemption_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelOwnEnrollmentResponse.ProtoReflect.Descriptor instead.
+func (*CancelOwnEnrollmentResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_redemption_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *CancelOwnEnrollmentResponse) GetEnrollment() *Enrollment {
+	if x != nil {
+		return x.Enrollment
+	}
+	return nil
+}
+
+// Request for RedemptionService.RequestCodeResend: the identity fields as in the letter's
+// records. They are reduced to a keyed HMAC at once and never stored or logged.
+type RequestCodeResendRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Family name.
+	LastName string `protobuf:"bytes,1,opt,name=last_name,json=lastName,proto3" json:"last_name,omitempty"`
+	// Date of birth, YYYY-MM-DD.
+	DateOfBirth string `protobuf:"bytes,2,opt,name=date_of_birth,json=dateOfBirth,proto3" json:"date_of_birth,omitempty"`
+	// Last four digits of the SSN (or the full SSN).
+	Ssn string `protobuf:"bytes,3,opt,name=ssn,proto3" json:"ssn,omitempty"`
+	// Phone number, for people with no SSN on record.
+	Phone string `protobuf:"bytes,4,opt,name=phone,proto3" json:"phone,omitempty"`
+	// Postal (ZIP) code.
+	PostalCode string `protobuf:"bytes,5,opt,name=postal_code,json=postalCode,proto3" json:"postal_code,omitempty"`
+	// Idempotency key.
+	RequestId     string `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestCodeResendRequest) Reset() {
+	*x = RequestCodeResendRequest{}
+	mi := &file_enroll_v1_redemption_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestCodeResendRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestCodeResendRequest) ProtoMessage() {}
+
+func (x *RequestCodeResendRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_redemption_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestCodeResendRequest.ProtoReflect.Descriptor instead.
+func (*RequestCodeResendRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_redemption_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RequestCodeResendRequest) GetLastName() string {
+	if x != nil {
+		return x.LastName
+	}
+	return ""
+}
+
+func (x *RequestCodeResendRequest) GetDateOfBirth() string {
+	if x != nil {
+		return x.DateOfBirth
+	}
+	return ""
+}
+
+func (x *RequestCodeResendRequest) GetSsn() string {
+	if x != nil {
+		return x.Ssn
+	}
+	return ""
+}
+
+func (x *RequestCodeResendRequest) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+func (x *RequestCodeResendRequest) GetPostalCode() string {
+	if x != nil {
+		return x.PostalCode
+	}
+	return ""
+}
+
+func (x *RequestCodeResendRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Response for RedemptionService.RequestCodeResend.
+type RequestCodeResendResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Always the same text: if the details match an eligible person, a letter will be mailed.
+	Message       string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestCodeResendResponse) Reset() {
+	*x = RequestCodeResendResponse{}
+	mi := &file_enroll_v1_redemption_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestCodeResendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestCodeResendResponse) ProtoMessage() {}
+
+func (x *RequestCodeResendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_redemption_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestCodeResendResponse.ProtoReflect.Descriptor instead.
+func (*RequestCodeResendResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_redemption_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RequestCodeResendResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 var File_enroll_v1_redemption_service_proto protoreflect.FileDescriptor
 
 const file_enroll_v1_redemption_service_proto_rawDesc = "" +
@@ -479,11 +727,33 @@ const file_enroll_v1_redemption_service_proto_rawDesc = "" +
 	"\n" +
 	"enrollment\x18\x02 \x01(\v2\x15.enroll.v1.EnrollmentR\n" +
 	"enrollment\x12\"\n" +
-	"\rnext_step_uri\x18\x03 \x01(\tR\vnextStepUri2\xf2\x02\n" +
+	"\rnext_step_uri\x18\x03 \x01(\tR\vnextStepUri\"o\n" +
+	"\x1aCancelOwnEnrollmentRequest\x12\x1a\n" +
+	"\x04code\x18\x01 \x01(\tB\x06\xe0A\x02\xe0A\x04R\x04code\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"T\n" +
+	"\x1bCancelOwnEnrollmentResponse\x125\n" +
+	"\n" +
+	"enrollment\x18\x01 \x01(\v2\x15.enroll.v1.EnrollmentR\n" +
+	"enrollment\"\xdf\x01\n" +
+	"\x18RequestCodeResendRequest\x12#\n" +
+	"\tlast_name\x18\x01 \x01(\tB\x06\xe0A\x02\xe0A\x04R\blastName\x12'\n" +
+	"\rdate_of_birth\x18\x02 \x01(\tB\x03\xe0A\x04R\vdateOfBirth\x12\x15\n" +
+	"\x03ssn\x18\x03 \x01(\tB\x03\xe0A\x04R\x03ssn\x12\x19\n" +
+	"\x05phone\x18\x04 \x01(\tB\x03\xe0A\x04R\x05phone\x12$\n" +
+	"\vpostal_code\x18\x05 \x01(\tB\x03\xe0A\x04R\n" +
+	"postalCode\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"5\n" +
+	"\x19RequestCodeResendResponse\x12\x18\n" +
+	"\amessage\x18\x01 \x01(\tR\amessage2\xfe\x04\n" +
 	"\x11RedemptionService\x12g\n" +
 	"\tCheckCode\x12\x1b.enroll.v1.CheckCodeRequest\x1a\x1c.enroll.v1.CheckCodeResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/redemption:check\x12k\n" +
 	"\n" +
 	"RedeemCode\x12\x1c.enroll.v1.RedeemCodeRequest\x1a\x1d.enroll.v1.RedeemCodeResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/redemption:redeem\x12\x86\x01\n" +
+	"\x13CancelOwnEnrollment\x12%.enroll.v1.CancelOwnEnrollmentRequest\x1a&.enroll.v1.CancelOwnEnrollmentResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/redemption:cancel\x12\x80\x01\n" +
+	"\x11RequestCodeResend\x12#.enroll.v1.RequestCodeResendRequest\x1a$.enroll.v1.RequestCodeResendResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/redemption:resend\x12\x86\x01\n" +
 	"\x13GetEnrollmentStatus\x12%.enroll.v1.GetEnrollmentStatusRequest\x1a&.enroll.v1.GetEnrollmentStatusResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/redemption:statusB4Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
 
 var (
@@ -498,7 +768,7 @@ func file_enroll_v1_redemption_service_proto_rawDescGZIP() []byte {
 	return file_enroll_v1_redemption_service_proto_rawDescData
 }
 
-var file_enroll_v1_redemption_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_enroll_v1_redemption_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_enroll_v1_redemption_service_proto_goTypes = []any{
 	(*CohortOffer)(nil),                 // 0: enroll.v1.CohortOffer
 	(*CheckCodeRequest)(nil),            // 1: enroll.v1.CheckCodeRequest
@@ -507,30 +777,39 @@ var file_enroll_v1_redemption_service_proto_goTypes = []any{
 	(*RedeemCodeResponse)(nil),          // 4: enroll.v1.RedeemCodeResponse
 	(*GetEnrollmentStatusRequest)(nil),  // 5: enroll.v1.GetEnrollmentStatusRequest
 	(*GetEnrollmentStatusResponse)(nil), // 6: enroll.v1.GetEnrollmentStatusResponse
-	(ExposedData)(0),                    // 7: enroll.v1.ExposedData
-	(CodeState)(0),                      // 8: enroll.v1.CodeState
-	(*timestamppb.Timestamp)(nil),       // 9: google.protobuf.Timestamp
-	(*Enrollment)(nil),                  // 10: enroll.v1.Enrollment
+	(*CancelOwnEnrollmentRequest)(nil),  // 7: enroll.v1.CancelOwnEnrollmentRequest
+	(*CancelOwnEnrollmentResponse)(nil), // 8: enroll.v1.CancelOwnEnrollmentResponse
+	(*RequestCodeResendRequest)(nil),    // 9: enroll.v1.RequestCodeResendRequest
+	(*RequestCodeResendResponse)(nil),   // 10: enroll.v1.RequestCodeResendResponse
+	(ExposedData)(0),                    // 11: enroll.v1.ExposedData
+	(CodeState)(0),                      // 12: enroll.v1.CodeState
+	(*timestamppb.Timestamp)(nil),       // 13: google.protobuf.Timestamp
+	(*Enrollment)(nil),                  // 14: enroll.v1.Enrollment
 }
 var file_enroll_v1_redemption_service_proto_depIdxs = []int32{
-	7,  // 0: enroll.v1.CohortOffer.exposed_data:type_name -> enroll.v1.ExposedData
-	8,  // 1: enroll.v1.CheckCodeResponse.state:type_name -> enroll.v1.CodeState
-	9,  // 2: enroll.v1.CheckCodeResponse.redeem_by_time:type_name -> google.protobuf.Timestamp
+	11, // 0: enroll.v1.CohortOffer.exposed_data:type_name -> enroll.v1.ExposedData
+	12, // 1: enroll.v1.CheckCodeResponse.state:type_name -> enroll.v1.CodeState
+	13, // 2: enroll.v1.CheckCodeResponse.redeem_by_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: enroll.v1.CheckCodeResponse.cohorts:type_name -> enroll.v1.CohortOffer
-	10, // 4: enroll.v1.RedeemCodeResponse.enrollment:type_name -> enroll.v1.Enrollment
-	8,  // 5: enroll.v1.GetEnrollmentStatusResponse.code_state:type_name -> enroll.v1.CodeState
-	10, // 6: enroll.v1.GetEnrollmentStatusResponse.enrollment:type_name -> enroll.v1.Enrollment
-	1,  // 7: enroll.v1.RedemptionService.CheckCode:input_type -> enroll.v1.CheckCodeRequest
-	3,  // 8: enroll.v1.RedemptionService.RedeemCode:input_type -> enroll.v1.RedeemCodeRequest
-	5,  // 9: enroll.v1.RedemptionService.GetEnrollmentStatus:input_type -> enroll.v1.GetEnrollmentStatusRequest
-	2,  // 10: enroll.v1.RedemptionService.CheckCode:output_type -> enroll.v1.CheckCodeResponse
-	4,  // 11: enroll.v1.RedemptionService.RedeemCode:output_type -> enroll.v1.RedeemCodeResponse
-	6,  // 12: enroll.v1.RedemptionService.GetEnrollmentStatus:output_type -> enroll.v1.GetEnrollmentStatusResponse
-	10, // [10:13] is the sub-list for method output_type
-	7,  // [7:10] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	14, // 4: enroll.v1.RedeemCodeResponse.enrollment:type_name -> enroll.v1.Enrollment
+	12, // 5: enroll.v1.GetEnrollmentStatusResponse.code_state:type_name -> enroll.v1.CodeState
+	14, // 6: enroll.v1.GetEnrollmentStatusResponse.enrollment:type_name -> enroll.v1.Enrollment
+	14, // 7: enroll.v1.CancelOwnEnrollmentResponse.enrollment:type_name -> enroll.v1.Enrollment
+	1,  // 8: enroll.v1.RedemptionService.CheckCode:input_type -> enroll.v1.CheckCodeRequest
+	3,  // 9: enroll.v1.RedemptionService.RedeemCode:input_type -> enroll.v1.RedeemCodeRequest
+	7,  // 10: enroll.v1.RedemptionService.CancelOwnEnrollment:input_type -> enroll.v1.CancelOwnEnrollmentRequest
+	9,  // 11: enroll.v1.RedemptionService.RequestCodeResend:input_type -> enroll.v1.RequestCodeResendRequest
+	5,  // 12: enroll.v1.RedemptionService.GetEnrollmentStatus:input_type -> enroll.v1.GetEnrollmentStatusRequest
+	2,  // 13: enroll.v1.RedemptionService.CheckCode:output_type -> enroll.v1.CheckCodeResponse
+	4,  // 14: enroll.v1.RedemptionService.RedeemCode:output_type -> enroll.v1.RedeemCodeResponse
+	8,  // 15: enroll.v1.RedemptionService.CancelOwnEnrollment:output_type -> enroll.v1.CancelOwnEnrollmentResponse
+	10, // 16: enroll.v1.RedemptionService.RequestCodeResend:output_type -> enroll.v1.RequestCodeResendResponse
+	6,  // 17: enroll.v1.RedemptionService.GetEnrollmentStatus:output_type -> enroll.v1.GetEnrollmentStatusResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_enroll_v1_redemption_service_proto_init() }
@@ -545,7 +824,7 @@ func file_enroll_v1_redemption_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_enroll_v1_redemption_service_proto_rawDesc), len(file_enroll_v1_redemption_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	RedemptionService_CheckCode_FullMethodName           = "/enroll.v1.RedemptionService/CheckCode"
 	RedemptionService_RedeemCode_FullMethodName          = "/enroll.v1.RedemptionService/RedeemCode"
+	RedemptionService_CancelOwnEnrollment_FullMethodName = "/enroll.v1.RedemptionService/CancelOwnEnrollment"
+	RedemptionService_RequestCodeResend_FullMethodName   = "/enroll.v1.RedemptionService/RequestCodeResend"
 	RedemptionService_GetEnrollmentStatus_FullMethodName = "/enroll.v1.RedemptionService/GetEnrollmentStatus"
 )
 
@@ -38,6 +40,11 @@ type RedemptionServiceClient interface {
 	// A code already redeemed fails with ALREADY_EXISTS (HTTP 409); an expired or revoked code
 	// with FAILED_PRECONDITION (HTTP 400).
 	RedeemCode(ctx context.Context, in *RedeemCodeRequest, opts ...grpc.CallOption) (*RedeemCodeResponse, error)
+	// Cancels the enrollment made with a code, at the person's request; coverage stops now.
+	CancelOwnEnrollment(ctx context.Context, in *CancelOwnEnrollmentRequest, opts ...grpc.CallOption) (*CancelOwnEnrollmentResponse, error)
+	// Asks for a lost code to be mailed again. The answer is the same whether or not the person
+	// is eligible, so it cannot be used to learn who is on the list.
+	RequestCodeResend(ctx context.Context, in *RequestCodeResendRequest, opts ...grpc.CallOption) (*RequestCodeResendResponse, error)
 	// Shows the state of the code and of the enrollment made with it.
 	GetEnrollmentStatus(ctx context.Context, in *GetEnrollmentStatusRequest, opts ...grpc.CallOption) (*GetEnrollmentStatusResponse, error)
 }
@@ -70,6 +77,26 @@ func (c *redemptionServiceClient) RedeemCode(ctx context.Context, in *RedeemCode
 	return out, nil
 }
 
+func (c *redemptionServiceClient) CancelOwnEnrollment(ctx context.Context, in *CancelOwnEnrollmentRequest, opts ...grpc.CallOption) (*CancelOwnEnrollmentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelOwnEnrollmentResponse)
+	err := c.cc.Invoke(ctx, RedemptionService_CancelOwnEnrollment_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *redemptionServiceClient) RequestCodeResend(ctx context.Context, in *RequestCodeResendRequest, opts ...grpc.CallOption) (*RequestCodeResendResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RequestCodeResendResponse)
+	err := c.cc.Invoke(ctx, RedemptionService_RequestCodeResend_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *redemptionServiceClient) GetEnrollmentStatus(ctx context.Context, in *GetEnrollmentStatusRequest, opts ...grpc.CallOption) (*GetEnrollmentStatusResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetEnrollmentStatusResponse)
@@ -94,6 +121,11 @@ type RedemptionServiceServer interface {
 	// A code already redeemed fails with ALREADY_EXISTS (HTTP 409); an expired or revoked code
 	// with FAILED_PRECONDITION (HTTP 400).
 	RedeemCode(context.Context, *RedeemCodeRequest) (*RedeemCodeResponse, error)
+	// Cancels the enrollment made with a code, at the person's request; coverage stops now.
+	CancelOwnEnrollment(context.Context, *CancelOwnEnrollmentRequest) (*CancelOwnEnrollmentResponse, error)
+	// Asks for a lost code to be mailed again. The answer is the same whether or not the person
+	// is eligible, so it cannot be used to learn who is on the list.
+	RequestCodeResend(context.Context, *RequestCodeResendRequest) (*RequestCodeResendResponse, error)
 	// Shows the state of the code and of the enrollment made with it.
 	GetEnrollmentStatus(context.Context, *GetEnrollmentStatusRequest) (*GetEnrollmentStatusResponse, error)
 	mustEmbedUnimplementedRedemptionServiceServer()
@@ -111,6 +143,12 @@ func (UnimplementedRedemptionServiceServer) CheckCode(context.Context, *CheckCod
 }
 func (UnimplementedRedemptionServiceServer) RedeemCode(context.Context, *RedeemCodeRequest) (*RedeemCodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RedeemCode not implemented")
+}
+func (UnimplementedRedemptionServiceServer) CancelOwnEnrollment(context.Context, *CancelOwnEnrollmentRequest) (*CancelOwnEnrollmentResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelOwnEnrollment not implemented")
+}
+func (UnimplementedRedemptionServiceServer) RequestCodeResend(context.Context, *RequestCodeResendRequest) (*RequestCodeResendResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RequestCodeResend not implemented")
 }
 func (UnimplementedRedemptionServiceServer) GetEnrollmentStatus(context.Context, *GetEnrollmentStatusRequest) (*GetEnrollmentStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEnrollmentStatus not implemented")
@@ -172,6 +210,42 @@ func _RedemptionService_RedeemCode_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RedemptionService_CancelOwnEnrollment_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelOwnEnrollmentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RedemptionServiceServer).CancelOwnEnrollment(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RedemptionService_CancelOwnEnrollment_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RedemptionServiceServer).CancelOwnEnrollment(ctx, req.(*CancelOwnEnrollmentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RedemptionService_RequestCodeResend_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RequestCodeResendRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RedemptionServiceServer).RequestCodeResend(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RedemptionService_RequestCodeResend_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RedemptionServiceServer).RequestCodeResend(ctx, req.(*RequestCodeResendRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RedemptionService_GetEnrollmentStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(GetEnrollmentStatusRequest)
 	if err := dec(in); err != nil {
@@ -204,6 +278,14 @@ var RedemptionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RedeemCode",
 			Handler:    _RedemptionService_RedeemCode_Handler,
+		},
+		{
+			MethodName: "CancelOwnEnrollment",
+			Handler:    _RedemptionService_CancelOwnEnrollment_Handler,
+		},
+		{
+			MethodName: "RequestCodeResend",
+			Handler:    _RedemptionService_RequestCodeResend_Handler,
 		},
 		{
 			MethodName: "GetEnrollmentStatus",
