@@ -192,3 +192,14 @@ const (
 	CountCodes       CounterKind = "code"
 	CountEnrollments CounterKind = "enrollment"
 )
+
+// Event is one entry of the change log.
+type Event struct {
+	Sequence   int64 // the partner's gap-free sequence number
+	Type       string
+	Resource   string
+	IncidentID string
+	PartnerID  string
+	Count      int64
+	Time       time.Time
+}

@@ -105,10 +105,58 @@ type Store interface {
 	// CancelEnrollment moves a PENDING or ACTIVE enrollment of the partner to CANCELLED.
 	CancelEnrollment(ctx context.Context, id, partnerID, reason string, now time.Time) (*enrollment.Enrollment, error)
 
+	// ReissueCode revokes a subject's ISSUED code as superseded and issues a new one in the
+	// same transaction, as the only code of batch b (stored SUCCEEDED with total 1). mint
+	// derives the new code's HMAC as for any batch. ErrNotFound if the subject is unknown,
+	// ErrFailedPrecondition if its code is redeemed.
+	ReissueCode(ctx context.Context, incidentID, externalRef, reason string, b *enrollment.Batch, now time.Time, mint MintFunc) (*enrollment.Batch, error)
+	// RecordResendRequest records a lost-code request for whoever has identityKey (in any
+	// incident, with a code not yet redeemed), or an unmatched request otherwise; the caller
+	// cannot tell which, and both cost the same.
+	RecordResendRequest(ctx context.Context, identityKey []byte, now time.Time) error
+
+	// ListPartnerEvents returns up to limit events of a partner with sequence > after.
+	ListPartnerEvents(ctx context.Context, partnerID string, after int64, limit int) ([]enrollment.Event, error)
+
+	// ClaimLease takes or renews a named lease (the sweeper's) for owner until until; false if
+	// another owner holds it unexpired at now.
+	ClaimLease(ctx context.Context, name, owner string, now, until time.Time) (bool, error)
+	// ReleaseLease gives a lease up.
+	ReleaseLease(ctx context.Context, name, owner string) error
+	// SweepCodes expires up to limit ISSUED codes past redeem-by, with summarised events.
+	SweepCodes(ctx context.Context, now time.Time, limit int) (int, error)
+	// SweepEnrollments lapses PENDING enrollments past their activation deadline and expires
+	// ACTIVE ones past coverage end, up to limit, one event each.
+	SweepEnrollments(ctx context.Context, now time.Time, limit int) (int, error)
+	// SweepExpiring emits enrollment.expiring once per ACTIVE enrollment ending within window.
+	SweepExpiring(ctx context.Context, now time.Time, window time.Duration, limit int) (int, error)
+
+	// ReserveIdempotencyKey claims a request id for a call, or returns the record already there.
+	ReserveIdempotencyKey(ctx context.Context, rec IdempotencyRecord, staleBefore time.Time) (existing *IdempotencyRecord, reserved bool, err error)
+	// CompleteIdempotencyKey stores the outcome of a reserved call.
+	CompleteIdempotencyKey(ctx context.Context, scope, key string, response []byte, code int, message string) error
+	// ReleaseIdempotencyKey forgets a pending claim so a retry runs the call again.
+	ReleaseIdempotencyKey(ctx context.Context, scope, key string) error
+	// PurgeIdempotencyKeys deletes up to limit expired records.
+	PurgeIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error)
+
 	// Counters returns the counter rows of an incident.
 	Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
 	// Recount recomputes the counter rows of an incident from the code and enrollment rows.
 	Recount(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
+}
+
+// IdempotencyRecord is the remembered outcome of a mutating call, by caller scope and request
+// id. RequestHash identifies the request so a reused id with another request is caught.
+type IdempotencyRecord struct {
+	Scope, Key, Method string
+	RequestHash        []byte
+	Done               bool
+	Response           []byte // serialized google.protobuf.Any, when Done with code OK
+	Code               int    // gRPC status code
+	Message            string
+	CreateTime         time.Time
+	ExpireTime         time.Time
 }
 
 // Lease is a time-bounded claim on a batch by one worker, so that several replicas can run

@@ -2,6 +2,7 @@ package gormstore
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -65,9 +66,22 @@ func (d deltas) apply(tx *gorm.DB) error {
 	return nil
 }
 
-// appendEvent records a state change. count > 1 summarises a bulk transition.
+// appendEvent records a state change. count > 1 summarises a bulk transition. An event of a
+// partner takes the partner's next sequence number in the same transaction: the upsert on
+// the partner's row serialises its writers, so numbers are gap-free and commit in order.
 func appendEvent(tx *gorm.DB, typ, resource, incidentID, partnerID string, count int64, now time.Time) error {
-	return tx.Create(&eventRow{Type: typ, Resource: resource, IncidentID: incidentID, PartnerID: partnerID, Count: count, Time: now}).Error
+	ev := eventRow{Type: typ, Resource: resource, IncidentID: incidentID, PartnerID: partnerID, Count: count, Time: now}
+	if partnerID != "" {
+		var seq int64
+		err := tx.Raw(`INSERT INTO partner_sequences (partner_id, last_seq) VALUES (?, 1)
+			ON CONFLICT (partner_id) DO UPDATE SET last_seq = partner_sequences.last_seq + 1
+			RETURNING last_seq`, partnerID).Scan(&seq).Error
+		if err != nil {
+			return fmt.Errorf("failed to number the event: %w", err)
+		}
+		ev.PartnerSeq = &seq
+	}
+	return tx.Create(&ev).Error
 }
 
 // Counters returns the counter rows of an incident.

@@ -22,6 +22,14 @@ var migrations = []migration{
 			&membershipRow{}, &batchRow{}, &codeRow{}, &enrollmentRow{}, &eventRow{}, &counterRow{},
 		)
 	}},
+	// Lifecycle: batch leases, partner change-feed sequences, sweeper leases and indexes,
+	// idempotency keys, lost-code requests. AutoMigrate only adds what is missing.
+	{name: "0002_lifecycle", up: func(tx *gorm.DB) error {
+		return tx.AutoMigrate(
+			&batchRow{}, &codeRow{}, &enrollmentRow{}, &eventRow{},
+			&partnerSeqRow{}, &leaseRow{}, &idempotencyRow{}, &resendRow{},
+		)
+	}},
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -137,11 +137,14 @@ func (enrollmentRow) TableName() string { return "enrollments" }
 
 // eventRow is the append-only change log; bulk transitions are one row with a count.
 type eventRow struct {
-	Seq        int64     `gorm:"primaryKey;autoIncrement"`
-	Type       string    `gorm:"size:64;not null"`
-	Resource   string    `gorm:"not null"`
-	IncidentID string    `gorm:"size:63;not null"`
-	PartnerID  string    `gorm:"size:63;not null;index"`
+	Seq        int64  `gorm:"primaryKey;autoIncrement"`
+	Type       string `gorm:"size:64;not null"`
+	Resource   string `gorm:"not null"`
+	IncidentID string `gorm:"size:63;not null"`
+	PartnerID  string `gorm:"size:63;not null;index;uniqueIndex:events_partner_seq,priority:1"`
+	// PartnerSeq numbers the partner's events 1, 2, 3... without gaps (NULL for events of
+	// no partner), so a change feed can resume exactly.
+	PartnerSeq *int64    `gorm:"uniqueIndex:events_partner_seq,priority:2"`
 	Count      int64     `gorm:"not null"`
 	Time       time.Time `gorm:"not null"`
 }
@@ -166,3 +169,47 @@ type migrationRow struct {
 }
 
 func (migrationRow) TableName() string { return "schema_migrations" }
+
+// partnerSeqRow holds the last event sequence number of a partner.
+type partnerSeqRow struct {
+	PartnerID string `gorm:"primaryKey;size:63"`
+	LastSeq   int64  `gorm:"not null"`
+}
+
+func (partnerSeqRow) TableName() string { return "partner_sequences" }
+
+// leaseRow is a named, time-bounded claim (the sweeper's), so that of several replicas one
+// does the work and another takes over if it dies.
+type leaseRow struct {
+	Name  string    `gorm:"primaryKey;size:64"`
+	Owner string    `gorm:"size:128;not null"`
+	Until time.Time `gorm:"not null"`
+}
+
+func (leaseRow) TableName() string { return "leases" }
+
+// idempotencyRow remembers the outcome of a mutating call by its request id.
+type idempotencyRow struct {
+	Scope       string    `gorm:"primaryKey;size:128"`
+	Key         string    `gorm:"primaryKey;size:128"`
+	Method      string    `gorm:"size:128;not null"`
+	RequestHash []byte    `gorm:"not null"`
+	Done        bool      `gorm:"not null"`
+	Response    []byte    // google.protobuf.Any of the response, when Done and OK
+	Code        int       `gorm:"not null"`
+	Message     string    `gorm:"not null"`
+	CreateTime  time.Time `gorm:"not null"`
+	ExpireTime  time.Time `gorm:"not null;index"`
+}
+
+func (idempotencyRow) TableName() string { return "idempotency_keys" }
+
+// resendRow is a lost-code request for the mail house. SubjectID is NULL when the details
+// matched nobody: the row is written either way so both answers cost the same.
+type resendRow struct {
+	ID          int64     `gorm:"primaryKey;autoIncrement"`
+	SubjectID   *int64    `gorm:"index"`
+	RequestTime time.Time `gorm:"not null"`
+}
+
+func (resendRow) TableName() string { return "resend_requests" }

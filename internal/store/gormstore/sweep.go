@@ -1,0 +1,152 @@
+package gormstore
+
+import (
+	"context"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/idprotect/enroll/internal/enrollment"
+)
+
+// ClaimLease takes or renews the named lease for owner until until, if it is free, expired
+// at now, or already owner's. The conditional upsert is atomic on both engines.
+func (s *Store) ClaimLease(ctx context.Context, name, owner string, now, until time.Time) (bool, error) {
+	res := s.db.WithContext(ctx).Exec(`INSERT INTO leases (name, owner, until) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+		WHERE leases.until < ? OR leases.owner = excluded.owner`, name, owner, until, now)
+	if res.Error != nil {
+		return false, res.Error
+	}
+	return res.RowsAffected == 1, nil
+}
+
+// ReleaseLease gives the lease up if owner holds it.
+func (s *Store) ReleaseLease(ctx context.Context, name, owner string) error {
+	return s.db.WithContext(ctx).Where("name = ? AND owner = ?", name, owner).Delete(&leaseRow{}).Error
+}
+
+// SweepCodes records up to limit ISSUED codes whose redeem-by instant has passed as EXPIRED,
+// with the counters, and one summarised event per incident (a sweep may expire a million
+// codes at once; nobody needs a million events). It returns how many it expired.
+func (s *Store) SweepCodes(ctx context.Context, now time.Time, limit int) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		n = 0
+		var due []struct {
+			ID         int64
+			IncidentID string
+			CohortID   string
+		}
+		err := tx.Model(&codeRow{}).Select("id, incident_id, cohort_id").
+			Where("state = ? AND redeem_by <= ?", string(enrollment.CodeIssued), now).
+			Order("redeem_by, id").Limit(limit).Scan(&due).Error
+		if err != nil || len(due) == 0 {
+			return err
+		}
+		ids := make([]int64, len(due))
+		for i, d := range due {
+			ids[i] = d.ID
+		}
+		for _, part := range chunk(len(ids), 500) {
+			res := tx.Model(&codeRow{}).Where("id IN ? AND state = ?", ids[part[0]:part[1]], string(enrollment.CodeIssued)).
+				Updates(map[string]any{"state": string(enrollment.CodeExpired), "live_subject_id": nil})
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected != int64(part[1]-part[0]) {
+				// The sweeper holds the sweep lease, and every other writer of an ISSUED code
+				// checks its state in the same statement: a mismatch means a second sweeper
+				// without the lease. Roll back rather than miscount.
+				return enrollment.FailedPreconditionf("codes changed state during the sweep; retry")
+			}
+		}
+		d := deltas{}
+		perIncident := map[string]int64{}
+		for _, c := range due {
+			d.move(c.IncidentID, c.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(enrollment.CodeExpired))
+			perIncident[c.IncidentID]++
+		}
+		if err := d.apply(tx); err != nil {
+			return err
+		}
+		for inc, count := range perIncident {
+			if err := appendEvent(tx, "codes.expired", "incidents/"+inc, inc, "", count, now); err != nil {
+				return err
+			}
+		}
+		n = len(due)
+		return nil
+	})
+	return n, err
+}
+
+// SweepEnrollments records up to limit enrollments past a deadline: PENDING past the
+// activation deadline become LAPSED, ACTIVE past coverage end become EXPIRED. Each gets its
+// own event, because the partner's change feed must say which member's coverage ended.
+func (s *Store) SweepEnrollments(ctx context.Context, now time.Time, limit int) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		n = 0
+		var due []enrollmentRow
+		err := tx.Where("(state = ? AND activation_deadline <= ?) OR (state = ? AND coverage_end <= ?)",
+			string(enrollment.EnrollmentPending), now, string(enrollment.EnrollmentActive), now).
+			Order("id").Limit(limit).Find(&due).Error
+		if err != nil || len(due) == 0 {
+			return err
+		}
+		d := deltas{}
+		for _, e := range due {
+			to, typ := enrollment.EnrollmentLapsed, "enrollment.lapsed"
+			if e.State == string(enrollment.EnrollmentActive) {
+				to, typ = enrollment.EnrollmentExpired, "enrollment.expired"
+			}
+			res := tx.Model(&enrollmentRow{}).Where("id = ? AND state = ?", e.ID, e.State).
+				Updates(map[string]any{"state": string(to), "live_subject_id": nil})
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected != 1 {
+				return enrollment.FailedPreconditionf("enrollment %s changed state during the sweep; retry", e.ID)
+			}
+			d.move(e.IncidentID, e.CohortID, enrollment.CountEnrollments, e.State, string(to))
+			if err := appendEvent(tx, typ, "enrollments/"+e.ID, e.IncidentID, e.PartnerID, 1, now); err != nil {
+				return err
+			}
+		}
+		n = len(due)
+		return d.apply(tx)
+	})
+	return n, err
+}
+
+// SweepExpiring emits enrollment.expiring once for up to limit ACTIVE enrollments whose
+// coverage ends within window of now.
+func (s *Store) SweepExpiring(ctx context.Context, now time.Time, window time.Duration, limit int) (int, error) {
+	n := 0
+	err := s.tx(ctx, func(tx *gorm.DB) error {
+		n = 0
+		var due []enrollmentRow
+		err := tx.Where("state = ? AND expiring_notified = ? AND coverage_end <= ? AND coverage_end > ?",
+			string(enrollment.EnrollmentActive), false, now.Add(window), now).
+			Order("id").Limit(limit).Find(&due).Error
+		if err != nil || len(due) == 0 {
+			return err
+		}
+		for _, e := range due {
+			res := tx.Model(&enrollmentRow{}).Where("id = ? AND expiring_notified = ?", e.ID, false).Update("expiring_notified", true)
+			if res.Error != nil {
+				return res.Error
+			}
+			if res.RowsAffected != 1 {
+				continue
+			}
+			if err := appendEvent(tx, "enrollment.expiring", "enrollments/"+e.ID, e.IncidentID, e.PartnerID, 1, now); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
