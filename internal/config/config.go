@@ -47,6 +47,15 @@ type Config struct {
 	ShutdownTimeout  time.Duration
 	BatchLeaseTTL    time.Duration
 	IssueChunk       int
+	SweepInterval    time.Duration
+
+	// RedisURL, when set, shares rate-limit state between replicas.
+	RedisURL string
+	// Limits, as "N/duration".
+	LimitCodeFailuresPerAddress string
+	LimitCodeFailuresGlobal     string
+	LimitResendPerAddress       string
+	LimitPartnerCalls           string
 }
 
 // Default returns the safe defaults: production mode, loopback-friendly ports, an embedded
@@ -67,6 +76,12 @@ func Default() Config {
 		ShutdownTimeout:  20 * time.Second,
 		BatchLeaseTTL:    30 * time.Second,
 		IssueChunk:       5000,
+		SweepInterval:    time.Minute,
+
+		LimitCodeFailuresPerAddress: "20/10m",
+		LimitCodeFailuresGlobal:     "2000/1m",
+		LimitResendPerAddress:       "5/1h",
+		LimitPartnerCalls:           "12000/1m",
 	}
 }
 
@@ -93,6 +108,11 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	env("ENROLL_AUDIENCE", &c.Audience)
 	env("ENROLL_DEV_KEYS_FILE", &c.DevKeysFile)
 	env("ENROLL_LOG_LEVEL", &c.LogLevel)
+	env("ENROLL_REDIS_URL", &c.RedisURL)
+	env("ENROLL_LIMIT_CODE_FAILURES_PER_ADDRESS", &c.LimitCodeFailuresPerAddress)
+	env("ENROLL_LIMIT_CODE_FAILURES_GLOBAL", &c.LimitCodeFailuresGlobal)
+	env("ENROLL_LIMIT_RESEND_PER_ADDRESS", &c.LimitResendPerAddress)
+	env("ENROLL_LIMIT_PARTNER_CALLS", &c.LimitPartnerCalls)
 	var errs []error
 	envInt := func(name string, dst *int) {
 		if v := getenv(name); v != "" {
@@ -119,6 +139,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	envDur("ENROLL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	envDur("ENROLL_BATCH_LEASE_TTL", &c.BatchLeaseTTL)
 	envInt("ENROLL_ISSUE_CHUNK", &c.IssueChunk)
+	envDur("ENROLL_SWEEP_INTERVAL", &c.SweepInterval)
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -139,6 +160,12 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long SIGTERM waits for in-flight calls (ENROLL_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&c.BatchLeaseTTL, "batch-lease-ttl", c.BatchLeaseTTL, "how long an issuance batch stays with a replica that stopped making progress (ENROLL_BATCH_LEASE_TTL)")
 	fs.IntVar(&c.IssueChunk, "issue-chunk", c.IssueChunk, "codes issued per transaction (ENROLL_ISSUE_CHUNK)")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often expired codes and enrollments are recorded (ENROLL_SWEEP_INTERVAL)")
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "redis://host:port/db shared by replicas for rate limits; in-process limits if empty (ENROLL_REDIS_URL)")
+	fs.StringVar(&c.LimitCodeFailuresPerAddress, "limit-code-failures-per-address", c.LimitCodeFailuresPerAddress, "unknown codes one client address may try, N/duration (ENROLL_LIMIT_CODE_FAILURES_PER_ADDRESS)")
+	fs.StringVar(&c.LimitCodeFailuresGlobal, "limit-code-failures-global", c.LimitCodeFailuresGlobal, "unknown codes all addresses together may try, N/duration (ENROLL_LIMIT_CODE_FAILURES_GLOBAL)")
+	fs.StringVar(&c.LimitResendPerAddress, "limit-resend-per-address", c.LimitResendPerAddress, "lost-code requests per client address, N/duration (ENROLL_LIMIT_RESEND_PER_ADDRESS)")
+	fs.StringVar(&c.LimitPartnerCalls, "limit-partner-calls", c.LimitPartnerCalls, "calls per partner client, N/duration (ENROLL_LIMIT_PARTNER_CALLS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -176,6 +203,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchLeaseTTL < time.Second {
 		errs = append(errs, errors.New("batch lease ttl must be at least 1s"))
+	}
+	if c.SweepInterval < time.Second {
+		errs = append(errs, errors.New("sweep interval must be at least 1s"))
 	}
 	if c.IssueChunk < 1 || c.IssueChunk > 50000 {
 		errs = append(errs, errors.New("issue chunk must be between 1 and 50000"))

@@ -36,7 +36,11 @@ type Decision struct {
 
 // Limiter decides whether key may spend one event under limit now.
 type Limiter interface {
+	// Allow spends one event if the budget allows it.
 	Allow(ctx context.Context, key string, limit Limit) (Decision, error)
+	// Peek says whether an event would be allowed, without spending it: for budgets that
+	// only failures consume (a wrong code costs, a right one does not).
+	Peek(ctx context.Context, key string, limit Limit) (Decision, error)
 }
 
 // ErrUnavailable wraps failures of a shared limiter's backend. Callers choose: public
@@ -86,5 +90,14 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit) (Decision, error)
 	}
 	newTAT, d := gcra(now, m.tat[key], l)
 	m.tat[key] = newTAT
+	return d, nil
+}
+
+// Peek implements Limiter.
+func (m *Memory) Peek(_ context.Context, key string, l Limit) (Decision, error) {
+	now := m.clock.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, d := gcra(now, m.tat[key], l)
 	return d, nil
 }

@@ -37,11 +37,19 @@ func TestBurstThenRefill(t *testing.T) {
 	for name, l := range limiters(t, clk) {
 		t.Run(name, func(t *testing.T) {
 			limit := Limit{Rate: 10, Per: time.Minute, Burst: 5} // one event per 6s, bursts of 5
+			for range 10 {
+				if d, err := l.Peek(t.Context(), "k", limit); err != nil || !d.Allowed {
+					t.Fatalf("peek must not spend: %+v %v", d, err)
+				}
+			}
 			for i := range 5 {
 				d, err := l.Allow(t.Context(), "k", limit)
 				if err != nil || !d.Allowed {
 					t.Fatalf("event %d of the burst denied: %+v %v", i, d, err)
 				}
+			}
+			if d, _ := l.Peek(t.Context(), "k", limit); d.Allowed || d.RetryAfter != 6*time.Second {
+				t.Fatalf("peek at an empty budget: %+v", d)
 			}
 			d, _ := l.Allow(t.Context(), "k", limit)
 			if d.Allowed || d.RetryAfter != 6*time.Second {

@@ -17,6 +17,7 @@ var gcraScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
+local spend = ARGV[4] == "1"
 local tat = tonumber(redis.call("GET", KEYS[1]) or "0")
 if tat < now then tat = now end
 local new_tat = tat + interval
@@ -24,7 +25,9 @@ local allow_at = new_tat - interval * burst
 if now < allow_at then
   return {0, allow_at - now}
 end
-redis.call("SET", KEYS[1], new_tat, "PX", math.ceil((new_tat - now) / 1000) + 1)
+if spend then
+  redis.call("SET", KEYS[1], new_tat, "PX", math.ceil((new_tat - now) / 1000) + 1)
+end
 return {1, 0}
 `)
 
@@ -55,8 +58,17 @@ func (r *Redis) Close() error { return r.client.Close() }
 
 // Allow implements Limiter.
 func (r *Redis) Allow(ctx context.Context, key string, l Limit) (Decision, error) {
+	return r.run(ctx, key, l, "1")
+}
+
+// Peek implements Limiter.
+func (r *Redis) Peek(ctx context.Context, key string, l Limit) (Decision, error) {
+	return r.run(ctx, key, l, "0")
+}
+
+func (r *Redis) run(ctx context.Context, key string, l Limit, spend string) (Decision, error) {
 	now := r.clock.Now().UnixMicro()
-	res, err := gcraScript.Run(ctx, r.client, []string{r.prefix + key}, now, l.interval().Microseconds(), l.Burst).Int64Slice()
+	res, err := gcraScript.Run(ctx, r.client, []string{r.prefix + key}, now, l.interval().Microseconds(), l.Burst, spend).Int64Slice()
 	if err != nil || len(res) != 2 {
 		return Decision{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

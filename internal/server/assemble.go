@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
 	"time"
+
+	"google.golang.org/grpc"
 
 	"github.com/idprotect/enroll/internal/auth"
 	"github.com/idprotect/enroll/internal/clock"
@@ -14,10 +18,14 @@ import (
 	"github.com/idprotect/enroll/internal/config"
 	"github.com/idprotect/enroll/internal/devkeys"
 	"github.com/idprotect/enroll/internal/enrollment"
+	"github.com/idprotect/enroll/internal/idempotency"
 	"github.com/idprotect/enroll/internal/identity"
 	"github.com/idprotect/enroll/internal/issuance"
+	"github.com/idprotect/enroll/internal/limits"
+	"github.com/idprotect/enroll/internal/ratelimit"
 	"github.com/idprotect/enroll/internal/service"
 	"github.com/idprotect/enroll/internal/store/gormstore"
+	"github.com/idprotect/enroll/internal/sweeper"
 )
 
 // Assembled is a server ready to Serve, with what its caller needs to run and stop it.
@@ -91,15 +99,44 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 	if err != nil {
 		return fail(err)
 	}
-	srv, err := New(ctx, Options{
-		Services: svcs, Tokens: tokens, Store: st, Logger: log,
-		GRPCListener: grpcLis, HTTPListener: httpLis, ShutdownTimeout: cfg.ShutdownTimeout,
-		Workers: []func(context.Context){runner.Run},
-	})
+	limiter, closeLimiter, err := newLimiter(ctx, cfg, clk)
 	if err != nil {
 		return fail(err)
 	}
-	return &Assembled{Server: srv, Config: cfg, Close: st.Close}, nil
+	lim := limits.Config{Limiter: limiter, AddressKey: deriveKey(idSecret, "client-address"), Log: log}
+	for _, l := range []struct {
+		dst  *ratelimit.Limit
+		spec string
+		name string
+	}{
+		{&lim.CodeFailuresPerAddress, cfg.LimitCodeFailuresPerAddress, "limit-code-failures-per-address"},
+		{&lim.CodeFailuresGlobal, cfg.LimitCodeFailuresGlobal, "limit-code-failures-global"},
+		{&lim.ResendPerAddress, cfg.LimitResendPerAddress, "limit-resend-per-address"},
+		{&lim.PartnerCalls, cfg.LimitPartnerCalls, "limit-partner-calls"},
+	} {
+		if *l.dst, err = limits.ParseLimit(l.spec); err != nil {
+			closeLimiter()
+			return fail(fmt.Errorf("--%s: %w", l.name, err))
+		}
+	}
+	sweep := sweeper.New(sweeper.Config{Store: st, Clock: clk, Log: log, Interval: cfg.SweepInterval})
+	srv, err := New(ctx, Options{
+		Services: svcs, Tokens: tokens, Store: st, Logger: log,
+		GRPCListener: grpcLis, HTTPListener: httpLis, ShutdownTimeout: cfg.ShutdownTimeout,
+		Unary: []grpc.UnaryServerInterceptor{
+			limits.UnaryServerInterceptor(lim),
+			idempotency.UnaryServerInterceptor(st, clk),
+		},
+		Workers: []func(context.Context){runner.Run, sweep.Run},
+	})
+	if err != nil {
+		closeLimiter()
+		return fail(err)
+	}
+	return &Assembled{Server: srv, Config: cfg, Close: func() error {
+		closeLimiter()
+		return st.Close()
+	}}, nil
 }
 
 func fillDemoSecrets(cfg *config.Config, log *slog.Logger) error {
@@ -125,4 +162,25 @@ func fillDemoSecrets(cfg *config.Config, log *slog.Logger) error {
 	log.Warn("DEMO MODE: "+verb+" development secrets from "+cfg.DevKeysFile+"; never use them for real data",
 		"file", cfg.DevKeysFile)
 	return nil
+}
+
+// newLimiter shares rate-limit state through Redis when configured (several replicas), or
+// keeps it in process.
+func newLimiter(ctx context.Context, cfg config.Config, clk clock.Clock) (ratelimit.Limiter, func(), error) {
+	if cfg.RedisURL == "" {
+		return ratelimit.NewMemory(clk), func() {}, nil
+	}
+	r, err := ratelimit.NewRedis(ctx, cfg.RedisURL, "enroll:limit:", clk)
+	if err != nil {
+		return nil, nil, fmt.Errorf("failed to set up the Redis rate limiter: %w", err)
+	}
+	return r, func() { _ = r.Close() }, nil
+}
+
+// deriveKey derives a purpose-specific key from a configured secret, so one secret does not
+// serve two purposes directly.
+func deriveKey(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("enroll/" + purpose))
+	return m.Sum(nil)
 }

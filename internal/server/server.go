@@ -34,6 +34,9 @@ type Options struct {
 	HTTPListener net.Listener
 	// ShutdownTimeout bounds how long in-flight calls may take to drain.
 	ShutdownTimeout time.Duration
+	// Unary are further interceptors, run after authentication in this order (rate limits,
+	// then idempotency).
+	Unary []grpc.UnaryServerInterceptor
 	// Workers run in the background while serving (the issuance runner) and are stopped
 	// after the listeners have drained.
 	Workers []func(ctx context.Context)
@@ -58,7 +61,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	}
 	policy := service.Policy()
 	gs := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(unaryChain(o.Logger, o.Tokens, policy)...),
+		grpc.ChainUnaryInterceptor(append(unaryChain(o.Logger, o.Tokens, policy), o.Unary...)...),
 		grpc.ChainStreamInterceptor(streamChain(o.Logger, o.Tokens, policy)...),
 		grpc.MaxRecvMsgSize(8<<20),
 	)
