@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
+	"github.com/idprotect/enroll/internal/audit"
 	"github.com/idprotect/enroll/internal/auth"
 	"github.com/idprotect/enroll/internal/clock"
 	"github.com/idprotect/enroll/internal/codes"
@@ -119,14 +121,20 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 			return fail(fmt.Errorf("--%s: %w", l.name, err))
 		}
 	}
+	// Besides every mutating call: the export that hands out plaintext codes.
+	audited := audit.Audited{enrollv1.AdminService_ExportBatchCodes_FullMethodName: true}
 	sweep := sweeper.New(sweeper.Config{Store: st, Clock: clk, Log: log, Interval: cfg.SweepInterval})
 	srv, err := New(ctx, Options{
 		Services: svcs, Tokens: tokens, Store: st, Logger: log,
 		GRPCListener: grpcLis, HTTPListener: httpLis, ShutdownTimeout: cfg.ShutdownTimeout,
+		// Limits first (a throttled call costs nothing further), then the audit record (so a
+		// replayed retry is recorded as a call too), then idempotency.
 		Unary: []grpc.UnaryServerInterceptor{
 			limits.UnaryServerInterceptor(lim),
+			audit.UnaryServerInterceptor(st, clk, audited),
 			idempotency.UnaryServerInterceptor(st, clk),
 		},
+		Stream:  []grpc.StreamServerInterceptor{audit.StreamServerInterceptor(st, clk, audited)},
 		Workers: []func(context.Context){runner.Run, sweep.Run},
 	})
 	if err != nil {

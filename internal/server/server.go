@@ -37,6 +37,8 @@ type Options struct {
 	// Unary are further interceptors, run after authentication in this order (rate limits,
 	// then idempotency).
 	Unary []grpc.UnaryServerInterceptor
+	// Stream are further stream interceptors, run after authentication.
+	Stream []grpc.StreamServerInterceptor
 	// Workers run in the background while serving (the issuance runner) and are stopped
 	// after the listeners have drained.
 	Workers []func(ctx context.Context)
@@ -62,7 +64,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	policy := service.Policy()
 	gs := grpc.NewServer(
 		grpc.ChainUnaryInterceptor(append(unaryChain(o.Logger, o.Tokens, policy), o.Unary...)...),
-		grpc.ChainStreamInterceptor(streamChain(o.Logger, o.Tokens, policy)...),
+		grpc.ChainStreamInterceptor(append(streamChain(o.Logger, o.Tokens, policy), o.Stream...)...),
 		grpc.MaxRecvMsgSize(8<<20),
 	)
 	enrollv1.RegisterAdminServiceServer(gs, o.Services.Admin)

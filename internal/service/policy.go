@@ -45,7 +45,8 @@ func Policy() auth.Policy {
 		enrollv1.PartnerService_CancelEnrollment_FullMethodName:     partner,
 		enrollv1.PartnerService_ListEnrollmentEvents_FullMethodName: partner,
 
-		enrollv1.ReportingService_GetCounts_FullMethodName: finance,
+		enrollv1.ReportingService_GetCounts_FullMethodName:   finance,
+		enrollv1.ReportingService_ExportAudit_FullMethodName: finance,
 
 		enrollv1.AuthService_Token_FullMethodName:   public,
 		enrollv1.AuthService_GetJwks_FullMethodName: public,

@@ -78,3 +78,32 @@ func addEnrollment(c *enrollv1.EnrollmentCounts, s enrollment.EnrollmentState, n
 		c.Lapsed += n
 	}
 }
+
+// ExportAudit streams the audit chain.
+func (s *ReportingServer) ExportAudit(req *enrollv1.ExportAuditRequest, stream enrollv1.ReportingService_ExportAuditServer) error {
+	ctx := stream.Context()
+	if req.GetAfterSequence() < 0 {
+		return s.toStatus(ctx, enrollment.Invalidf("after_sequence must not be negative"))
+	}
+	after := req.GetAfterSequence()
+	for {
+		entries, err := s.Store.ListAudit(ctx, after, exportPageSize)
+		if err != nil {
+			return s.toStatus(ctx, err)
+		}
+		if len(entries) == 0 {
+			return nil
+		}
+		resp := &enrollv1.ExportAuditResponse{Entries: make([]*enrollv1.AuditEntry, len(entries))}
+		for i, e := range entries {
+			resp.Entries[i] = &enrollv1.AuditEntry{
+				Sequence: e.Seq, Time: ts(e.Time), Actor: e.Actor, Role: e.Role, Action: e.Action, Resource: e.Resource,
+				RequestId: e.RequestID, Outcome: e.Outcome, PrevHash: e.PrevHash, Hash: e.Hash,
+			}
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+		after = entries[len(entries)-1].Seq
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/idprotect/enroll/internal/audit"
 	"github.com/idprotect/enroll/internal/enrollment"
 )
 
@@ -139,6 +140,13 @@ type Store interface {
 	ReleaseIdempotencyKey(ctx context.Context, scope, key string) error
 	// PurgeIdempotencyKeys deletes up to limit expired records.
 	PurgeIdempotencyKeys(ctx context.Context, now time.Time, limit int) (int, error)
+
+	// AppendAudit records a call in the audit chain on its own (a failed call, or one that
+	// changed nothing). Calls that change something are recorded by the transaction that
+	// changes it, through the audit.Intent in the context.
+	AppendAudit(ctx context.Context, in *audit.Intent, outcome string) error
+	// ListAudit returns up to limit audit entries with seq > after, in order.
+	ListAudit(ctx context.Context, after int64, limit int) ([]audit.Entry, error)
 
 	// Counters returns the counter rows of an incident.
 	Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)

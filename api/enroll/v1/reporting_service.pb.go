@@ -23,6 +23,225 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Request for ReportingService.ExportAudit.
+type ExportAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Start after this sequence number; 0 for the whole chain.
+	AfterSequence int64 `protobuf:"varint,1,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditRequest) Reset() {
+	*x = ExportAuditRequest{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditRequest) ProtoMessage() {}
+
+func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
+func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExportAuditRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+// One audit entry.
+type AuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1, 2, 3... without gaps.
+	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// When the call happened.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// `clients/{client}`.
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// The actor's role.
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// The RPC, e.g. /enroll.v1.AdminService/RevokeCode.
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// The resource acted on.
+	Resource string `protobuf:"bytes,6,opt,name=resource,proto3" json:"resource,omitempty"`
+	// The caller's request id.
+	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// OK or the gRPC status code name.
+	Outcome string `protobuf:"bytes,8,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	// Hash of the previous entry (hex SHA-256; zeros for the first).
+	PrevHash string `protobuf:"bytes,9,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	// Hash of this entry.
+	Hash          string `protobuf:"bytes,10,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuditEntry) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetPrevHash() string {
+	if x != nil {
+		return x.PrevHash
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+// A chunk of the audit chain.
+type ExportAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Entries in sequence order.
+	Entries       []*AuditEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportAuditResponse) Reset() {
+	*x = ExportAuditResponse{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportAuditResponse) ProtoMessage() {}
+
+func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
+func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ExportAuditResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
 // Request for ReportingService.GetCounts.
 type GetCountsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -34,7 +253,7 @@ type GetCountsRequest struct {
 
 func (x *GetCountsRequest) Reset() {
 	*x = GetCountsRequest{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[0]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +265,7 @@ func (x *GetCountsRequest) String() string {
 func (*GetCountsRequest) ProtoMessage() {}
 
 func (x *GetCountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[0]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +278,7 @@ func (x *GetCountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCountsRequest.ProtoReflect.Descriptor instead.
 func (*GetCountsRequest) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{0}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetCountsRequest) GetIncident() string {
@@ -89,7 +308,7 @@ type CodeCounts struct {
 
 func (x *CodeCounts) Reset() {
 	*x = CodeCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[1]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +320,7 @@ func (x *CodeCounts) String() string {
 func (*CodeCounts) ProtoMessage() {}
 
 func (x *CodeCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[1]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +333,7 @@ func (x *CodeCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodeCounts.ProtoReflect.Descriptor instead.
 func (*CodeCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{1}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CodeCounts) GetIssued() int64 {
@@ -171,7 +390,7 @@ type EnrollmentCounts struct {
 
 func (x *EnrollmentCounts) Reset() {
 	*x = EnrollmentCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[2]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -183,7 +402,7 @@ func (x *EnrollmentCounts) String() string {
 func (*EnrollmentCounts) ProtoMessage() {}
 
 func (x *EnrollmentCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[2]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -196,7 +415,7 @@ func (x *EnrollmentCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollmentCounts.ProtoReflect.Descriptor instead.
 func (*EnrollmentCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{2}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EnrollmentCounts) GetPending() int64 {
@@ -249,7 +468,7 @@ type CohortCounts struct {
 
 func (x *CohortCounts) Reset() {
 	*x = CohortCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[3]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +480,7 @@ func (x *CohortCounts) String() string {
 func (*CohortCounts) ProtoMessage() {}
 
 func (x *CohortCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[3]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +493,7 @@ func (x *CohortCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortCounts.ProtoReflect.Descriptor instead.
 func (*CohortCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{3}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CohortCounts) GetCohort() string {
@@ -317,7 +536,7 @@ type GetCountsResponse struct {
 
 func (x *GetCountsResponse) Reset() {
 	*x = GetCountsResponse{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[4]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +548,7 @@ func (x *GetCountsResponse) String() string {
 func (*GetCountsResponse) ProtoMessage() {}
 
 func (x *GetCountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[4]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +561,7 @@ func (x *GetCountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCountsResponse.ProtoReflect.Descriptor instead.
 func (*GetCountsResponse) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{4}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetCountsResponse) GetIncident() string {
@@ -384,7 +603,25 @@ var File_enroll_v1_reporting_service_proto protoreflect.FileDescriptor
 
 const file_enroll_v1_reporting_service_proto_rawDesc = "" +
 	"\n" +
-	"!enroll/v1/reporting_service.proto\x12\tenroll.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n" +
+	"!enroll/v1/reporting_service.proto\x12\tenroll.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
+	"\x12ExportAuditRequest\x12%\n" +
+	"\x0eafter_sequence\x18\x01 \x01(\x03R\rafterSequence\"\xa0\x02\n" +
+	"\n" +
+	"AuditEntry\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04role\x18\x04 \x01(\tR\x04role\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x1a\n" +
+	"\bresource\x18\x06 \x01(\tR\bresource\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x12\x18\n" +
+	"\aoutcome\x18\b \x01(\tR\aoutcome\x12\x1b\n" +
+	"\tprev_hash\x18\t \x01(\tR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\n" +
+	" \x01(\tR\x04hash\"F\n" +
+	"\x13ExportAuditResponse\x12/\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.enroll.v1.AuditEntryR\aentries\"3\n" +
 	"\x10GetCountsRequest\x12\x1f\n" +
 	"\bincident\x18\x01 \x01(\tB\x03\xe0A\x02R\bincident\"\x96\x01\n" +
 	"\n" +
@@ -409,9 +646,10 @@ const file_enroll_v1_reporting_service_proto_rawDesc = "" +
 	"\x05codes\x18\x02 \x01(\v2\x15.enroll.v1.CodeCountsR\x05codes\x12=\n" +
 	"\venrollments\x18\x03 \x01(\v2\x1b.enroll.v1.EnrollmentCountsR\venrollments\x121\n" +
 	"\acohorts\x18\x04 \x03(\v2\x17.enroll.v1.CohortCountsR\acohorts\x127\n" +
-	"\tread_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime2\x85\x01\n" +
+	"\tread_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime2\xef\x01\n" +
 	"\x10ReportingService\x12q\n" +
-	"\tGetCounts\x12\x1b.enroll.v1.GetCountsRequest\x1a\x1c.enroll.v1.GetCountsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{incident=incidents/*}/countsB4Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
+	"\tGetCounts\x12\x1b.enroll.v1.GetCountsRequest\x1a\x1c.enroll.v1.GetCountsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{incident=incidents/*}/counts\x12h\n" +
+	"\vExportAudit\x12\x1d.enroll.v1.ExportAuditRequest\x1a\x1e.enroll.v1.ExportAuditResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit:export0\x01B4Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
 
 var (
 	file_enroll_v1_reporting_service_proto_rawDescOnce sync.Once
@@ -425,29 +663,36 @@ func file_enroll_v1_reporting_service_proto_rawDescGZIP() []byte {
 	return file_enroll_v1_reporting_service_proto_rawDescData
 }
 
-var file_enroll_v1_reporting_service_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_enroll_v1_reporting_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_enroll_v1_reporting_service_proto_goTypes = []any{
-	(*GetCountsRequest)(nil),      // 0: enroll.v1.GetCountsRequest
-	(*CodeCounts)(nil),            // 1: enroll.v1.CodeCounts
-	(*EnrollmentCounts)(nil),      // 2: enroll.v1.EnrollmentCounts
-	(*CohortCounts)(nil),          // 3: enroll.v1.CohortCounts
-	(*GetCountsResponse)(nil),     // 4: enroll.v1.GetCountsResponse
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*ExportAuditRequest)(nil),    // 0: enroll.v1.ExportAuditRequest
+	(*AuditEntry)(nil),            // 1: enroll.v1.AuditEntry
+	(*ExportAuditResponse)(nil),   // 2: enroll.v1.ExportAuditResponse
+	(*GetCountsRequest)(nil),      // 3: enroll.v1.GetCountsRequest
+	(*CodeCounts)(nil),            // 4: enroll.v1.CodeCounts
+	(*EnrollmentCounts)(nil),      // 5: enroll.v1.EnrollmentCounts
+	(*CohortCounts)(nil),          // 6: enroll.v1.CohortCounts
+	(*GetCountsResponse)(nil),     // 7: enroll.v1.GetCountsResponse
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_enroll_v1_reporting_service_proto_depIdxs = []int32{
-	1, // 0: enroll.v1.CohortCounts.codes:type_name -> enroll.v1.CodeCounts
-	2, // 1: enroll.v1.CohortCounts.enrollments:type_name -> enroll.v1.EnrollmentCounts
-	1, // 2: enroll.v1.GetCountsResponse.codes:type_name -> enroll.v1.CodeCounts
-	2, // 3: enroll.v1.GetCountsResponse.enrollments:type_name -> enroll.v1.EnrollmentCounts
-	3, // 4: enroll.v1.GetCountsResponse.cohorts:type_name -> enroll.v1.CohortCounts
-	5, // 5: enroll.v1.GetCountsResponse.read_time:type_name -> google.protobuf.Timestamp
-	0, // 6: enroll.v1.ReportingService.GetCounts:input_type -> enroll.v1.GetCountsRequest
-	4, // 7: enroll.v1.ReportingService.GetCounts:output_type -> enroll.v1.GetCountsResponse
-	7, // [7:8] is the sub-list for method output_type
-	6, // [6:7] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	8,  // 0: enroll.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	1,  // 1: enroll.v1.ExportAuditResponse.entries:type_name -> enroll.v1.AuditEntry
+	4,  // 2: enroll.v1.CohortCounts.codes:type_name -> enroll.v1.CodeCounts
+	5,  // 3: enroll.v1.CohortCounts.enrollments:type_name -> enroll.v1.EnrollmentCounts
+	4,  // 4: enroll.v1.GetCountsResponse.codes:type_name -> enroll.v1.CodeCounts
+	5,  // 5: enroll.v1.GetCountsResponse.enrollments:type_name -> enroll.v1.EnrollmentCounts
+	6,  // 6: enroll.v1.GetCountsResponse.cohorts:type_name -> enroll.v1.CohortCounts
+	8,  // 7: enroll.v1.GetCountsResponse.read_time:type_name -> google.protobuf.Timestamp
+	3,  // 8: enroll.v1.ReportingService.GetCounts:input_type -> enroll.v1.GetCountsRequest
+	0,  // 9: enroll.v1.ReportingService.ExportAudit:input_type -> enroll.v1.ExportAuditRequest
+	7,  // 10: enroll.v1.ReportingService.GetCounts:output_type -> enroll.v1.GetCountsResponse
+	2,  // 11: enroll.v1.ReportingService.ExportAudit:output_type -> enroll.v1.ExportAuditResponse
+	10, // [10:12] is the sub-list for method output_type
+	8,  // [8:10] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_enroll_v1_reporting_service_proto_init() }
@@ -461,7 +706,7 @@ func file_enroll_v1_reporting_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_enroll_v1_reporting_service_proto_rawDesc), len(file_enroll_v1_reporting_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReportingService_GetCounts_FullMethodName = "/enroll.v1.ReportingService/GetCounts"
+	ReportingService_GetCounts_FullMethodName   = "/enroll.v1.ReportingService/GetCounts"
+	ReportingService_ExportAudit_FullMethodName = "/enroll.v1.ReportingService/ExportAudit"
 )
 
 // ReportingServiceClient is the client API for ReportingService service.
@@ -31,6 +32,9 @@ type ReportingServiceClient interface {
 	// Counts codes and enrollments by state for an incident and each of its cohorts. Read from
 	// counter rows kept in the same transaction as every state change, so it is O(cohorts).
 	GetCounts(ctx context.Context, in *GetCountsRequest, opts ...grpc.CallOption) (*GetCountsResponse, error)
+	// Streams the audit chain from a sequence number on. Each entry carries the SHA-256 of the
+	// previous one: `enrollctl audit verify` checks an export offline.
+	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error)
 }
 
 type reportingServiceClient struct {
@@ -51,6 +55,25 @@ func (c *reportingServiceClient) GetCounts(ctx context.Context, in *GetCountsReq
 	return out, nil
 }
 
+func (c *reportingServiceClient) ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReportingService_ServiceDesc.Streams[0], ReportingService_ExportAudit_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportAuditRequest, ExportAuditResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_ExportAuditClient = grpc.ServerStreamingClient[ExportAuditResponse]
+
 // ReportingServiceServer is the server API for ReportingService service.
 // All implementations must embed UnimplementedReportingServiceServer
 // for forward compatibility.
@@ -60,6 +83,9 @@ type ReportingServiceServer interface {
 	// Counts codes and enrollments by state for an incident and each of its cohorts. Read from
 	// counter rows kept in the same transaction as every state change, so it is O(cohorts).
 	GetCounts(context.Context, *GetCountsRequest) (*GetCountsResponse, error)
+	// Streams the audit chain from a sequence number on. Each entry carries the SHA-256 of the
+	// previous one: `enrollctl audit verify` checks an export offline.
+	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error
 	mustEmbedUnimplementedReportingServiceServer()
 }
 
@@ -72,6 +98,9 @@ type UnimplementedReportingServiceServer struct{}
 
 func (UnimplementedReportingServiceServer) GetCounts(context.Context, *GetCountsRequest) (*GetCountsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCounts not implemented")
+}
+func (UnimplementedReportingServiceServer) ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportAudit not implemented")
 }
 func (UnimplementedReportingServiceServer) mustEmbedUnimplementedReportingServiceServer() {}
 func (UnimplementedReportingServiceServer) testEmbeddedByValue()                          {}
@@ -112,6 +141,17 @@ func _ReportingService_GetCounts_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReportingService_ExportAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportAuditRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReportingServiceServer).ExportAudit(m, &grpc.GenericServerStream[ExportAuditRequest, ExportAuditResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_ExportAuditServer = grpc.ServerStreamingServer[ExportAuditResponse]
+
 // ReportingService_ServiceDesc is the grpc.ServiceDesc for ReportingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -124,6 +164,12 @@ var ReportingService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ReportingService_GetCounts_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportAudit",
+			Handler:       _ReportingService_ExportAudit_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "enroll/v1/reporting_service.proto",
 }

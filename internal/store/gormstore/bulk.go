@@ -41,7 +41,7 @@ func (s *Store) bulkTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	ctx = context.WithValue(ctx, bulkTxKey{}, conn)
 	db := s.db.Session(&gorm.Session{NewDB: true, Context: ctx})
 	db.Statement.ConnPool = conn
-	return db.Transaction(fn)
+	return db.Transaction(withAudit(ctx, fn))
 }
 
 var codeColumns = []string{"code_hmac", "key_id", "incident_id", "cohort_id", "subject_id", "live_subject_id", "batch_id", "attempt", "state", "issue_time", "redeem_by", "revoke_reason"}

@@ -16,6 +16,7 @@ import (
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
+	"github.com/idprotect/enroll/internal/audit"
 	"github.com/idprotect/enroll/internal/store"
 )
 
@@ -129,8 +130,33 @@ func (s *Store) Ping(ctx context.Context) error {
 // DB exposes the gorm handle to tests in this module that need to inspect raw rows.
 func (s *Store) DB() *gorm.DB { return s.db }
 
+// tx runs fn in a transaction. If the call carries an audit intent that no transaction has
+// recorded yet, this one records it too, so the change and its audit entry commit or roll
+// back together.
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return s.db.WithContext(ctx).Transaction(fn)
+	return s.db.WithContext(ctx).Transaction(withAudit(ctx, fn))
+}
+
+func withAudit(ctx context.Context, fn func(tx *gorm.DB) error) func(tx *gorm.DB) error {
+	in := audit.IntentFrom(ctx)
+	if in == nil {
+		return fn
+	}
+	return func(tx *gorm.DB) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if !in.Claim() {
+			return nil
+		}
+		if err := appendAudit(tx, in, "OK"); err != nil {
+			in.Unclaim()
+			return err
+		}
+		// If the commit itself fails the entry is gone with the change; the interceptor then
+		// records the failed call on its own.
+		return nil
+	}
 }
 
 // lockIssuance serialises IssueNext per incident on PostgreSQL by locking the batch's

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/idprotect/enroll/internal/audit"
 )
 
 // migration is one named, ordered schema step. Names are never reused or reordered; a new
@@ -29,6 +31,12 @@ var migrations = []migration{
 			&batchRow{}, &codeRow{}, &enrollmentRow{}, &eventRow{},
 			&partnerSeqRow{}, &leaseRow{}, &idempotencyRow{}, &resendRow{},
 		)
+	}},
+	{name: "0003_audit", up: func(tx *gorm.DB) error {
+		if err := tx.AutoMigrate(&auditRow{}, &auditHeadRow{}); err != nil {
+			return err
+		}
+		return tx.Create(&auditHeadRow{ID: 1, Seq: 0, Hash: audit.GenesisHash}).Error
 	}},
 }
 

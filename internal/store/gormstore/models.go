@@ -213,3 +213,29 @@ type resendRow struct {
 }
 
 func (resendRow) TableName() string { return "resend_requests" }
+
+// auditRow is one link of the audit chain. Seq is assigned from audit_head under its row
+// lock, so the chain has no gaps and no forks.
+type auditRow struct {
+	Seq       int64     `gorm:"primaryKey;autoIncrement:false"`
+	Time      time.Time `gorm:"not null"`
+	Actor     string    `gorm:"size:128;not null"`
+	Role      string    `gorm:"size:16;not null"`
+	Action    string    `gorm:"size:128;not null"`
+	Resource  string    `gorm:"not null"`
+	RequestID string    `gorm:"size:128;not null"`
+	Outcome   string    `gorm:"size:32;not null"`
+	PrevHash  string    `gorm:"size:64;not null"`
+	Hash      string    `gorm:"size:64;not null"`
+}
+
+func (auditRow) TableName() string { return "audit_entries" }
+
+// auditHeadRow is the single row holding the chain's last sequence number and hash.
+type auditHeadRow struct {
+	ID   int    `gorm:"primaryKey;autoIncrement:false"`
+	Seq  int64  `gorm:"not null"`
+	Hash string `gorm:"size:64;not null"`
+}
+
+func (auditHeadRow) TableName() string { return "audit_head" }
