@@ -25,15 +25,40 @@ type Env struct {
 	Getenv         func(string) string
 }
 
+// command is one subcommand. setup declares its flags and returns the function that runs
+// it; Run parses the flags before connecting, so a typo or -h costs no round trip and needs
+// no secret.
 type command struct {
 	summary string
-	run     func(ctx context.Context, c *conn, args []string) error
+	// synopsis is the argument line of the command's usage text; help, if set, is a
+	// paragraph printed under it.
+	synopsis, help string
+	// offline commands never connect: they work without a server or a secret.
+	offline bool
+	setup   func(fs *flag.FlagSet) runFunc
 }
 
+// runFunc runs a command whose flags are parsed. c.cc is nil for offline commands.
+type runFunc func(ctx context.Context, c *conn) error
+
 var commands = map[string]command{
-	"client-create": {"create an API client and print its secret once", clientCreate},
-	"counts":        {"print code and enrollment counts of an incident", counts},
-	"export":        {"write a batch's mail-house file (external_ref,cohort,code,redeem_by) as CSV", export},
+	"client-create": {summary: "create an API client and print its secret once",
+		synopsis: "--role admin|partner|finance [--partner ID] [--name TEXT]", setup: clientCreate},
+	"counts": {summary: "print code and enrollment counts of an incident",
+		synopsis: "--incident ID", setup: counts},
+	"export": {summary: "write a batch's mail-house file (external_ref,cohort,code,redeem_by) as CSV",
+		synopsis: "--batch ID -o FILE", setup: export},
+	"gen-eligibility": {summary: "write a synthetic eligibility CSV (offline: no server needed)",
+		synopsis: "--rows N --seed S [--malformed K] [--overlap-per-mille P] [-o FILE] [--gzip]",
+		help:     genHelp, offline: true, setup: genEligibility},
+	"import": {summary: "stream an eligibility file (CSV or .gz) into an incident",
+		synopsis: "--incident ID --file PATH [--max-errors N]", help: importHelp, setup: importFile},
+	"issue": {summary: "start issuing codes to a cohort, or to every offered cohort of an incident",
+		synopsis: "(--cohort COHORT_ID --incident ID | --incident ID) [--wait]", help: issueHelp, setup: issue},
+	"batches": {summary: "list issuance batches, newest first",
+		synopsis: "[--incident ID]", setup: batches},
+	"purge": {summary: "destroy a batch's export secret: its plaintext codes can never be produced again",
+		synopsis: "--batch ID", help: purgeHelp, setup: purge},
 }
 
 // Run executes enrollctl with args (without the program name).
@@ -50,22 +75,44 @@ func Run(ctx context.Context, args []string, env Env) error {
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			fmt.Fprintf(env.Stderr, "  %-14s %s\n", n, commands[n].summary)
+			fmt.Fprintf(env.Stderr, "  %-16s %s\n", n, commands[n].summary)
 		}
-		fmt.Fprintf(env.Stderr, "\nflags:\n")
+		fmt.Fprintf(env.Stderr, "\nRun enrollctl <command> -h for a command's flags.\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return helpIsNotAnError(err)
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return errors.New("no command given")
 	}
-	cmd, ok := commands[fs.Arg(0)]
+	name := fs.Arg(0)
+	cmd, ok := commands[name]
 	if !ok {
 		fs.Usage()
-		return fmt.Errorf("unknown command %q", fs.Arg(0))
+		return fmt.Errorf("unknown command %q", name)
+	}
+	cfs := flag.NewFlagSet(name, flag.ContinueOnError)
+	cfs.SetOutput(env.Stderr)
+	cfs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "usage: enrollctl %s %s\n\n%s\n", name, cmd.synopsis, cmd.summary)
+		if cmd.help != "" {
+			fmt.Fprintf(env.Stderr, "\n%s\n", cmd.help)
+		}
+		fmt.Fprintf(env.Stderr, "\nflags:\n")
+		cfs.PrintDefaults()
+	}
+	run := cmd.setup(cfs)
+	if err := cfs.Parse(fs.Args()[1:]); err != nil {
+		return helpIsNotAnError(err)
+	}
+	if cfs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q (flags only; see enrollctl %s -h)", name, cfs.Arg(0), name)
+	}
+	c := &conn{env: env}
+	if cmd.offline {
+		return run(ctx, c)
 	}
 	secret := env.Getenv("ENROLL_CLIENT_SECRET")
 	if secret == "" {
@@ -81,13 +128,25 @@ func Run(ctx context.Context, args []string, env Env) error {
 		return fmt.Errorf("failed to authenticate as %s: %w", *clientID, err)
 	}
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok.GetAccessToken())
-	return cmd.run(ctx, &conn{cc: cc, env: env}, fs.Args()[1:])
+	c.cc = cc
+	return run(ctx, c)
+}
+
+// helpIsNotAnError turns -h into success: the usage text was printed, which is what was
+// asked for. Other flag errors were printed by the flag package and are returned.
+func helpIsNotAnError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
 }
 
 type conn struct {
 	cc  *grpc.ClientConn
 	env Env
 }
+
+func (c *conn) admin() enrollv1.AdminServiceClient { return enrollv1.NewAdminServiceClient(c.cc) }
 
 func envOr(getenv func(string) string, name, def string) string {
 	if v := getenv(name); v != "" {
@@ -96,55 +155,52 @@ func envOr(getenv func(string) string, name, def string) string {
 	return def
 }
 
-func clientCreate(ctx context.Context, c *conn, args []string) error {
-	fs := flag.NewFlagSet("client-create", flag.ContinueOnError)
-	fs.SetOutput(c.env.Stderr)
+func clientCreate(fs *flag.FlagSet) runFunc {
 	role := fs.String("role", "", "admin, partner or finance")
 	partner := fs.String("partner", "", "partner id, required for --role partner")
 	name := fs.String("name", "", "description, e.g. \"vendor production integration\"")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context, c *conn) error {
+		r, ok := enrollv1.Role_value["ROLE_"+strings.ToUpper(*role)]
+		if !ok || r == 0 {
+			return errors.New("--role must be admin, partner or finance")
+		}
+		cl := &enrollv1.Client{Role: enrollv1.Role(r), DisplayName: *name}
+		if *partner != "" {
+			cl.Partner = "partners/" + *partner
+		}
+		resp, err := c.admin().CreateClient(ctx, &enrollv1.CreateClientRequest{Client: cl})
+		if err != nil {
+			return fmt.Errorf("failed to create client: %w", err)
+		}
+		fmt.Fprintf(c.env.Stdout, "client_id=%s\nclient_secret=%s\n", strings.TrimPrefix(resp.GetClient().GetName(), "clients/"), resp.GetClientSecret())
+		fmt.Fprintln(c.env.Stderr, "The secret is shown once and only its hash is stored: hand it over now.")
+		return nil
 	}
-	r, ok := enrollv1.Role_value["ROLE_"+strings.ToUpper(*role)]
-	if !ok || r == 0 {
-		return errors.New("--role must be admin, partner or finance")
-	}
-	cl := &enrollv1.Client{Role: enrollv1.Role(r), DisplayName: *name}
-	if *partner != "" {
-		cl.Partner = "partners/" + *partner
-	}
-	resp, err := enrollv1.NewAdminServiceClient(c.cc).CreateClient(ctx, &enrollv1.CreateClientRequest{Client: cl})
-	if err != nil {
-		return fmt.Errorf("failed to create client: %w", err)
-	}
-	fmt.Fprintf(c.env.Stdout, "client_id=%s\nclient_secret=%s\n", strings.TrimPrefix(resp.GetClient().GetName(), "clients/"), resp.GetClientSecret())
-	fmt.Fprintln(c.env.Stderr, "The secret is shown once and only its hash is stored: hand it over now.")
-	return nil
 }
 
-func counts(ctx context.Context, c *conn, args []string) error {
-	fs := flag.NewFlagSet("counts", flag.ContinueOnError)
-	fs.SetOutput(c.env.Stderr)
+func counts(fs *flag.FlagSet) runFunc {
 	incident := fs.String("incident", "", "incident id")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context, c *conn) error {
+		if *incident == "" {
+			return errors.New("--incident is required")
+		}
+		resp, err := enrollv1.NewReportingServiceClient(c.cc).GetCounts(ctx, &enrollv1.GetCountsRequest{Incident: "incidents/" + *incident})
+		if err != nil {
+			return fmt.Errorf("failed to read counts: %w", err)
+		}
+		w := c.env.Stdout
+		fmt.Fprintf(w, "%-40s %9s %11s %9s %8s %8s | %8s %7s %8s %9s %7s\n", "cohort", "issued", "outstanding", "redeemed", "expired", "revoked", "pending", "active", "expired", "cancelled", "lapsed")
+		line := func(name string, k *enrollv1.CodeCounts, e *enrollv1.EnrollmentCounts) {
+			fmt.Fprintf(w, "%-40s %9d %11d %9d %8d %8d | %8d %7d %8d %9d %7d\n", name, k.GetIssued(), k.GetOutstanding(), k.GetRedeemed(), k.GetExpired(), k.GetRevoked(),
+				e.GetPending(), e.GetActive(), e.GetExpired(), e.GetCancelled(), e.GetLapsed())
+		}
+		for _, cc := range resp.GetCohorts() {
+			line(lastSegment(cc.GetCohort()), cc.GetCodes(), cc.GetEnrollments())
+		}
+		line("TOTAL", resp.GetCodes(), resp.GetEnrollments())
+		return nil
 	}
-	if *incident == "" {
-		return errors.New("--incident is required")
-	}
-	resp, err := enrollv1.NewReportingServiceClient(c.cc).GetCounts(ctx, &enrollv1.GetCountsRequest{Incident: "incidents/" + *incident})
-	if err != nil {
-		return fmt.Errorf("failed to read counts: %w", err)
-	}
-	w := c.env.Stdout
-	fmt.Fprintf(w, "%-40s %9s %11s %9s %8s %8s | %8s %7s %8s %9s %7s\n", "cohort", "issued", "outstanding", "redeemed", "expired", "revoked", "pending", "active", "expired", "cancelled", "lapsed")
-	line := func(name string, k *enrollv1.CodeCounts, e *enrollv1.EnrollmentCounts) {
-		fmt.Fprintf(w, "%-40s %9d %11d %9d %8d %8d | %8d %7d %8d %9d %7d\n", name, k.GetIssued(), k.GetOutstanding(), k.GetRedeemed(), k.GetExpired(), k.GetRevoked(),
-			e.GetPending(), e.GetActive(), e.GetExpired(), e.GetCancelled(), e.GetLapsed())
-	}
-	for _, cc := range resp.GetCohorts() {
-		line(cc.GetCohort()[strings.LastIndex(cc.GetCohort(), "/")+1:], cc.GetCodes(), cc.GetEnrollments())
-	}
-	line("TOTAL", resp.GetCodes(), resp.GetEnrollments())
-	return nil
 }
+
+// lastSegment returns the id at the end of a resource name.
+func lastSegment(name string) string { return name[strings.LastIndex(name, "/")+1:] }

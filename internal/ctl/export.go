@@ -13,38 +13,39 @@ import (
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
 )
 
-func export(ctx context.Context, c *conn, args []string) (err error) {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	fs.SetOutput(c.env.Stderr)
+func export(fs *flag.FlagSet) runFunc {
 	batch := fs.String("batch", "", "batch id")
 	out := fs.String("o", "", "output CSV file (created with mode 0600; refuses to overwrite)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context, c *conn) error {
+		if *batch == "" || *out == "" {
+			return errors.New("--batch and -o are required")
+		}
+		return exportBatch(ctx, c, *batch, *out)
 	}
-	if *batch == "" || *out == "" {
-		return errors.New("--batch and -o are required")
-	}
-	admin := enrollv1.NewAdminServiceClient(c.cc)
-	b, err := admin.GetBatch(ctx, &enrollv1.GetBatchRequest{Name: "batches/" + *batch})
+}
+
+func exportBatch(ctx context.Context, c *conn, batch, out string) (err error) {
+	admin := c.admin()
+	b, err := admin.GetBatch(ctx, &enrollv1.GetBatchRequest{Name: "batches/" + batch})
 	if err != nil {
 		return fmt.Errorf("failed to read batch: %w", err)
 	}
 	total := b.GetBatch().GetIssued()
-	stream, err := admin.ExportBatchCodes(ctx, &enrollv1.ExportBatchCodesRequest{Name: "batches/" + *batch})
+	stream, err := admin.ExportBatchCodes(ctx, &enrollv1.ExportBatchCodesRequest{Name: "batches/" + batch})
 	if err != nil {
 		return fmt.Errorf("failed to start export: %w", err)
 	}
 	// The file holds plaintext codes: owner-only, and never clobber an earlier export.
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("failed to create %s: %w", *out, err)
+		return fmt.Errorf("failed to create %s: %w", out, err)
 	}
 	defer func() {
 		if cerr := f.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
 		if err != nil {
-			_ = os.Remove(*out)
+			_ = os.Remove(out)
 		}
 	}()
 	w := csv.NewWriter(f)
@@ -57,6 +58,10 @@ func export(ctx context.Context, c *conn, args []string) (err error) {
 		chunk, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if err != nil && n == 0 {
+			// A stream reports refusals (purged, still running) on the first receive.
+			return fmt.Errorf("failed to export batch %s: %w", batch, err)
 		}
 		if err != nil {
 			return fmt.Errorf("export interrupted after %d rows: %w", n, err)

@@ -74,7 +74,7 @@ func Generate(w io.Writer, o GenerateOptions) error {
 			case 0:
 				dob = "31/12/1980"
 			case 1:
-				ssn, phone = "12-34", ""
+				ssn, phone = "12-3", "" // three digits: neither a full SSN nor a last four
 			default:
 				name = ""
 			}

@@ -47,6 +47,11 @@ func (s *AdminServer) ImportSubjects(stream enrollv1.AdminService_ImportSubjects
 			}
 		}
 		if imp.resp.Stopped {
+			// The rows before the stop are kept, as the contract promises; a rerun of the
+			// file skips them as unchanged.
+			if err := imp.flush(ctx); err != nil {
+				return s.toStatus(ctx, err)
+			}
 			return stream.SendAndClose(imp.resp)
 		}
 	}

@@ -45,8 +45,12 @@ func Policy() auth.Policy {
 		enrollv1.PartnerService_CancelEnrollment_FullMethodName:     partner,
 		enrollv1.PartnerService_ListEnrollmentEvents_FullMethodName: partner,
 
-		enrollv1.ReportingService_GetCounts_FullMethodName:   finance,
-		enrollv1.ReportingService_ExportAudit_FullMethodName: finance,
+		enrollv1.ReportingService_GetCounts_FullMethodName:         finance,
+		enrollv1.ReportingService_ExportAudit_FullMethodName:       finance,
+		enrollv1.ReportingService_Recount_FullMethodName:           finance,
+		enrollv1.ReportingService_RepairCounters_FullMethodName:    admin,
+		enrollv1.ReportingService_GetBillableMonths_FullMethodName: finance,
+		enrollv1.ReportingService_ExportBillable_FullMethodName:    finance,
 
 		enrollv1.AuthService_Token_FullMethodName:   public,
 		enrollv1.AuthService_GetJwks_FullMethodName: public,

@@ -152,6 +152,12 @@ type Store interface {
 	Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
 	// Recount recomputes the counter rows of an incident from the code and enrollment rows.
 	Recount(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
+	// RepairCounters replaces the counter rows of an incident with a recount.
+	RepairCounters(ctx context.Context, incidentID string) error
+	// CountBillable counts a partner's enrollments ACTIVE at some instant of [start, end).
+	CountBillable(ctx context.Context, partnerID string, start, end time.Time) (int64, error)
+	// ListBillable pages through them by enrollment id (id > after).
+	ListBillable(ctx context.Context, partnerID string, start, end time.Time, after string, limit int) ([]BillableEnrollment, error)
 }
 
 // IdempotencyRecord is the remembered outcome of a mutating call, by caller scope and request
@@ -189,4 +195,14 @@ type BatchCode struct {
 	HMAC        []byte
 	KeyID       string
 	RedeemBy    time.Time
+}
+
+// BillableEnrollment is one line of a billable-months export.
+type BillableEnrollment struct {
+	EnrollmentID string
+	MemberID     string
+	IncidentID   string
+	ActivateTime time.Time
+	// EndTime is when the coverage ended or will end (cancellation or coverage end).
+	EndTime time.Time
 }

@@ -8,6 +8,7 @@ package enrollv1
 
 import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
+	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -23,6 +24,446 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Request for ReportingService.Recount.
+type RecountRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `incidents/{incident}`.
+	Incident      string `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecountRequest) Reset() {
+	*x = RecountRequest{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecountRequest) ProtoMessage() {}
+
+func (x *RecountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecountRequest.ProtoReflect.Descriptor instead.
+func (*RecountRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RecountRequest) GetIncident() string {
+	if x != nil {
+		return x.Incident
+	}
+	return ""
+}
+
+// A counter that disagrees with the rows it counts.
+type CounterDifference struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `incidents/{incident}/cohorts/{cohort}`.
+	Cohort string `protobuf:"bytes,1,opt,name=cohort,proto3" json:"cohort,omitempty"`
+	// "code" or "enrollment".
+	Kind string `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The state counted, e.g. ISSUED.
+	State string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	// What the counter row says.
+	Counter int64 `protobuf:"varint,4,opt,name=counter,proto3" json:"counter,omitempty"`
+	// What the rows say.
+	Actual        int64 `protobuf:"varint,5,opt,name=actual,proto3" json:"actual,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CounterDifference) Reset() {
+	*x = CounterDifference{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CounterDifference) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CounterDifference) ProtoMessage() {}
+
+func (x *CounterDifference) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CounterDifference.ProtoReflect.Descriptor instead.
+func (*CounterDifference) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CounterDifference) GetCohort() string {
+	if x != nil {
+		return x.Cohort
+	}
+	return ""
+}
+
+func (x *CounterDifference) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *CounterDifference) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *CounterDifference) GetCounter() int64 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
+}
+
+func (x *CounterDifference) GetActual() int64 {
+	if x != nil {
+		return x.Actual
+	}
+	return 0
+}
+
+// Response for ReportingService.Recount.
+type RecountResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty when every counter equals its recount.
+	Differences []*CounterDifference `protobuf:"bytes,1,rep,name=differences,proto3" json:"differences,omitempty"`
+	// How many counters were compared.
+	CountersChecked int64 `protobuf:"varint,2,opt,name=counters_checked,json=countersChecked,proto3" json:"counters_checked,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RecountResponse) Reset() {
+	*x = RecountResponse{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecountResponse) ProtoMessage() {}
+
+func (x *RecountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecountResponse.ProtoReflect.Descriptor instead.
+func (*RecountResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RecountResponse) GetDifferences() []*CounterDifference {
+	if x != nil {
+		return x.Differences
+	}
+	return nil
+}
+
+func (x *RecountResponse) GetCountersChecked() int64 {
+	if x != nil {
+		return x.CountersChecked
+	}
+	return 0
+}
+
+// Request for ReportingService.RepairCounters.
+type RepairCountersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `incidents/{incident}`.
+	Incident string `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Idempotency key.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairCountersRequest) Reset() {
+	*x = RepairCountersRequest{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairCountersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairCountersRequest) ProtoMessage() {}
+
+func (x *RepairCountersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairCountersRequest.ProtoReflect.Descriptor instead.
+func (*RepairCountersRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RepairCountersRequest) GetIncident() string {
+	if x != nil {
+		return x.Incident
+	}
+	return ""
+}
+
+func (x *RepairCountersRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Response for ReportingService.RepairCounters.
+type RepairCountersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The differences that were repaired.
+	Repaired      []*CounterDifference `protobuf:"bytes,1,rep,name=repaired,proto3" json:"repaired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RepairCountersResponse) Reset() {
+	*x = RepairCountersResponse{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RepairCountersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RepairCountersResponse) ProtoMessage() {}
+
+func (x *RepairCountersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RepairCountersResponse.ProtoReflect.Descriptor instead.
+func (*RepairCountersResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RepairCountersResponse) GetRepaired() []*CounterDifference {
+	if x != nil {
+		return x.Repaired
+	}
+	return nil
+}
+
+// Request for ReportingService.GetBillableMonths.
+type GetBillableMonthsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `partners/{partner}`.
+	Partner string `protobuf:"bytes,1,opt,name=partner,proto3" json:"partner,omitempty"`
+	// Calendar month, YYYY-MM (UTC).
+	Month         string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBillableMonthsRequest) Reset() {
+	*x = GetBillableMonthsRequest{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBillableMonthsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBillableMonthsRequest) ProtoMessage() {}
+
+func (x *GetBillableMonthsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBillableMonthsRequest.ProtoReflect.Descriptor instead.
+func (*GetBillableMonthsRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetBillableMonthsRequest) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *GetBillableMonthsRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+// Response for ReportingService.GetBillableMonths.
+type GetBillableMonthsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Enrollments ACTIVE on at least one day of the month.
+	MemberMonths  int64 `protobuf:"varint,1,opt,name=member_months,json=memberMonths,proto3" json:"member_months,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBillableMonthsResponse) Reset() {
+	*x = GetBillableMonthsResponse{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBillableMonthsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBillableMonthsResponse) ProtoMessage() {}
+
+func (x *GetBillableMonthsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBillableMonthsResponse.ProtoReflect.Descriptor instead.
+func (*GetBillableMonthsResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GetBillableMonthsResponse) GetMemberMonths() int64 {
+	if x != nil {
+		return x.MemberMonths
+	}
+	return 0
+}
+
+// Request for ReportingService.ExportBillable.
+type ExportBillableRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `partners/{partner}`.
+	Partner string `protobuf:"bytes,1,opt,name=partner,proto3" json:"partner,omitempty"`
+	// Calendar month, YYYY-MM (UTC).
+	Month         string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportBillableRequest) Reset() {
+	*x = ExportBillableRequest{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportBillableRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportBillableRequest) ProtoMessage() {}
+
+func (x *ExportBillableRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportBillableRequest.ProtoReflect.Descriptor instead.
+func (*ExportBillableRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ExportBillableRequest) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *ExportBillableRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
 // Request for ReportingService.ExportAudit.
 type ExportAuditRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -34,7 +475,7 @@ type ExportAuditRequest struct {
 
 func (x *ExportAuditRequest) Reset() {
 	*x = ExportAuditRequest{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[0]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +487,7 @@ func (x *ExportAuditRequest) String() string {
 func (*ExportAuditRequest) ProtoMessage() {}
 
 func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[0]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +500,7 @@ func (x *ExportAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditRequest.ProtoReflect.Descriptor instead.
 func (*ExportAuditRequest) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{0}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ExportAuditRequest) GetAfterSequence() int64 {
@@ -98,7 +539,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[1]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -110,7 +551,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[1]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -123,7 +564,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{1}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AuditEntry) GetSequence() int64 {
@@ -207,7 +648,7 @@ type ExportAuditResponse struct {
 
 func (x *ExportAuditResponse) Reset() {
 	*x = ExportAuditResponse{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[2]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -219,7 +660,7 @@ func (x *ExportAuditResponse) String() string {
 func (*ExportAuditResponse) ProtoMessage() {}
 
 func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[2]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -232,7 +673,7 @@ func (x *ExportAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportAuditResponse.ProtoReflect.Descriptor instead.
 func (*ExportAuditResponse) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{2}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExportAuditResponse) GetEntries() []*AuditEntry {
@@ -253,7 +694,7 @@ type GetCountsRequest struct {
 
 func (x *GetCountsRequest) Reset() {
 	*x = GetCountsRequest{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[3]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -265,7 +706,7 @@ func (x *GetCountsRequest) String() string {
 func (*GetCountsRequest) ProtoMessage() {}
 
 func (x *GetCountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[3]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -278,7 +719,7 @@ func (x *GetCountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCountsRequest.ProtoReflect.Descriptor instead.
 func (*GetCountsRequest) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{3}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetCountsRequest) GetIncident() string {
@@ -308,7 +749,7 @@ type CodeCounts struct {
 
 func (x *CodeCounts) Reset() {
 	*x = CodeCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[4]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +761,7 @@ func (x *CodeCounts) String() string {
 func (*CodeCounts) ProtoMessage() {}
 
 func (x *CodeCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[4]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +774,7 @@ func (x *CodeCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodeCounts.ProtoReflect.Descriptor instead.
 func (*CodeCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{4}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CodeCounts) GetIssued() int64 {
@@ -390,7 +831,7 @@ type EnrollmentCounts struct {
 
 func (x *EnrollmentCounts) Reset() {
 	*x = EnrollmentCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[5]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +843,7 @@ func (x *EnrollmentCounts) String() string {
 func (*EnrollmentCounts) ProtoMessage() {}
 
 func (x *EnrollmentCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[5]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +856,7 @@ func (x *EnrollmentCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollmentCounts.ProtoReflect.Descriptor instead.
 func (*EnrollmentCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{5}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *EnrollmentCounts) GetPending() int64 {
@@ -468,7 +909,7 @@ type CohortCounts struct {
 
 func (x *CohortCounts) Reset() {
 	*x = CohortCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[6]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -480,7 +921,7 @@ func (x *CohortCounts) String() string {
 func (*CohortCounts) ProtoMessage() {}
 
 func (x *CohortCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[6]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -493,7 +934,7 @@ func (x *CohortCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortCounts.ProtoReflect.Descriptor instead.
 func (*CohortCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{6}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CohortCounts) GetCohort() string {
@@ -536,7 +977,7 @@ type GetCountsResponse struct {
 
 func (x *GetCountsResponse) Reset() {
 	*x = GetCountsResponse{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[7]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +989,7 @@ func (x *GetCountsResponse) String() string {
 func (*GetCountsResponse) ProtoMessage() {}
 
 func (x *GetCountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[7]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +1002,7 @@ func (x *GetCountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCountsResponse.ProtoReflect.Descriptor instead.
 func (*GetCountsResponse) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{7}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetCountsResponse) GetIncident() string {
@@ -603,7 +1044,32 @@ var File_enroll_v1_reporting_service_proto protoreflect.FileDescriptor
 
 const file_enroll_v1_reporting_service_proto_rawDesc = "" +
 	"\n" +
-	"!enroll/v1/reporting_service.proto\x12\tenroll.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\";\n" +
+	"!enroll/v1/reporting_service.proto\x12\tenroll.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"1\n" +
+	"\x0eRecountRequest\x12\x1f\n" +
+	"\bincident\x18\x01 \x01(\tB\x03\xe0A\x02R\bincident\"\x87\x01\n" +
+	"\x11CounterDifference\x12\x16\n" +
+	"\x06cohort\x18\x01 \x01(\tR\x06cohort\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x18\n" +
+	"\acounter\x18\x04 \x01(\x03R\acounter\x12\x16\n" +
+	"\x06actual\x18\x05 \x01(\x03R\x06actual\"|\n" +
+	"\x0fRecountResponse\x12>\n" +
+	"\vdifferences\x18\x01 \x03(\v2\x1c.enroll.v1.CounterDifferenceR\vdifferences\x12)\n" +
+	"\x10counters_checked\x18\x02 \x01(\x03R\x0fcountersChecked\"W\n" +
+	"\x15RepairCountersRequest\x12\x1f\n" +
+	"\bincident\x18\x01 \x01(\tB\x03\xe0A\x02R\bincident\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"R\n" +
+	"\x16RepairCountersResponse\x128\n" +
+	"\brepaired\x18\x01 \x03(\v2\x1c.enroll.v1.CounterDifferenceR\brepaired\"T\n" +
+	"\x18GetBillableMonthsRequest\x12\x1d\n" +
+	"\apartner\x18\x01 \x01(\tB\x03\xe0A\x02R\apartner\x12\x19\n" +
+	"\x05month\x18\x02 \x01(\tB\x03\xe0A\x02R\x05month\"@\n" +
+	"\x19GetBillableMonthsResponse\x12#\n" +
+	"\rmember_months\x18\x01 \x01(\x03R\fmemberMonths\"Q\n" +
+	"\x15ExportBillableRequest\x12\x1d\n" +
+	"\apartner\x18\x01 \x01(\tB\x03\xe0A\x02R\apartner\x12\x19\n" +
+	"\x05month\x18\x02 \x01(\tB\x03\xe0A\x02R\x05month\";\n" +
 	"\x12ExportAuditRequest\x12%\n" +
 	"\x0eafter_sequence\x18\x01 \x01(\x03R\rafterSequence\"\xa0\x02\n" +
 	"\n" +
@@ -646,9 +1112,13 @@ const file_enroll_v1_reporting_service_proto_rawDesc = "" +
 	"\x05codes\x18\x02 \x01(\v2\x15.enroll.v1.CodeCountsR\x05codes\x12=\n" +
 	"\venrollments\x18\x03 \x01(\v2\x1b.enroll.v1.EnrollmentCountsR\venrollments\x121\n" +
 	"\acohorts\x18\x04 \x03(\v2\x17.enroll.v1.CohortCountsR\acohorts\x127\n" +
-	"\tread_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime2\xef\x01\n" +
+	"\tread_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime2\x86\x06\n" +
 	"\x10ReportingService\x12q\n" +
-	"\tGetCounts\x12\x1b.enroll.v1.GetCountsRequest\x1a\x1c.enroll.v1.GetCountsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{incident=incidents/*}/counts\x12h\n" +
+	"\tGetCounts\x12\x1b.enroll.v1.GetCountsRequest\x1a\x1c.enroll.v1.GetCountsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{incident=incidents/*}/counts\x12l\n" +
+	"\aRecount\x12\x19.enroll.v1.RecountRequest\x1a\x1a.enroll.v1.RecountResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{incident=incidents/*}:recount\x12\x8b\x01\n" +
+	"\x0eRepairCounters\x12 .enroll.v1.RepairCountersRequest\x1a!.enroll.v1.RepairCountersResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{incident=incidents/*}:repairCounters\x12\x91\x01\n" +
+	"\x11GetBillableMonths\x12#.enroll.v1.GetBillableMonthsRequest\x1a$.enroll.v1.GetBillableMonthsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/{partner=partners/*}/billable/{month}\x12\x84\x01\n" +
+	"\x0eExportBillable\x12 .enroll.v1.ExportBillableRequest\x1a\x14.google.api.HttpBody\"8\x82\xd3\xe4\x93\x022\x120/v1/{partner=partners/*}/billable/{month}:export0\x01\x12h\n" +
 	"\vExportAudit\x12\x1d.enroll.v1.ExportAuditRequest\x1a\x1e.enroll.v1.ExportAuditResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit:export0\x01B4Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
 
 var (
@@ -663,36 +1133,55 @@ func file_enroll_v1_reporting_service_proto_rawDescGZIP() []byte {
 	return file_enroll_v1_reporting_service_proto_rawDescData
 }
 
-var file_enroll_v1_reporting_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_enroll_v1_reporting_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_enroll_v1_reporting_service_proto_goTypes = []any{
-	(*ExportAuditRequest)(nil),    // 0: enroll.v1.ExportAuditRequest
-	(*AuditEntry)(nil),            // 1: enroll.v1.AuditEntry
-	(*ExportAuditResponse)(nil),   // 2: enroll.v1.ExportAuditResponse
-	(*GetCountsRequest)(nil),      // 3: enroll.v1.GetCountsRequest
-	(*CodeCounts)(nil),            // 4: enroll.v1.CodeCounts
-	(*EnrollmentCounts)(nil),      // 5: enroll.v1.EnrollmentCounts
-	(*CohortCounts)(nil),          // 6: enroll.v1.CohortCounts
-	(*GetCountsResponse)(nil),     // 7: enroll.v1.GetCountsResponse
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*RecountRequest)(nil),            // 0: enroll.v1.RecountRequest
+	(*CounterDifference)(nil),         // 1: enroll.v1.CounterDifference
+	(*RecountResponse)(nil),           // 2: enroll.v1.RecountResponse
+	(*RepairCountersRequest)(nil),     // 3: enroll.v1.RepairCountersRequest
+	(*RepairCountersResponse)(nil),    // 4: enroll.v1.RepairCountersResponse
+	(*GetBillableMonthsRequest)(nil),  // 5: enroll.v1.GetBillableMonthsRequest
+	(*GetBillableMonthsResponse)(nil), // 6: enroll.v1.GetBillableMonthsResponse
+	(*ExportBillableRequest)(nil),     // 7: enroll.v1.ExportBillableRequest
+	(*ExportAuditRequest)(nil),        // 8: enroll.v1.ExportAuditRequest
+	(*AuditEntry)(nil),                // 9: enroll.v1.AuditEntry
+	(*ExportAuditResponse)(nil),       // 10: enroll.v1.ExportAuditResponse
+	(*GetCountsRequest)(nil),          // 11: enroll.v1.GetCountsRequest
+	(*CodeCounts)(nil),                // 12: enroll.v1.CodeCounts
+	(*EnrollmentCounts)(nil),          // 13: enroll.v1.EnrollmentCounts
+	(*CohortCounts)(nil),              // 14: enroll.v1.CohortCounts
+	(*GetCountsResponse)(nil),         // 15: enroll.v1.GetCountsResponse
+	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
+	(*httpbody.HttpBody)(nil),         // 17: google.api.HttpBody
 }
 var file_enroll_v1_reporting_service_proto_depIdxs = []int32{
-	8,  // 0: enroll.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	1,  // 1: enroll.v1.ExportAuditResponse.entries:type_name -> enroll.v1.AuditEntry
-	4,  // 2: enroll.v1.CohortCounts.codes:type_name -> enroll.v1.CodeCounts
-	5,  // 3: enroll.v1.CohortCounts.enrollments:type_name -> enroll.v1.EnrollmentCounts
-	4,  // 4: enroll.v1.GetCountsResponse.codes:type_name -> enroll.v1.CodeCounts
-	5,  // 5: enroll.v1.GetCountsResponse.enrollments:type_name -> enroll.v1.EnrollmentCounts
-	6,  // 6: enroll.v1.GetCountsResponse.cohorts:type_name -> enroll.v1.CohortCounts
-	8,  // 7: enroll.v1.GetCountsResponse.read_time:type_name -> google.protobuf.Timestamp
-	3,  // 8: enroll.v1.ReportingService.GetCounts:input_type -> enroll.v1.GetCountsRequest
-	0,  // 9: enroll.v1.ReportingService.ExportAudit:input_type -> enroll.v1.ExportAuditRequest
-	7,  // 10: enroll.v1.ReportingService.GetCounts:output_type -> enroll.v1.GetCountsResponse
-	2,  // 11: enroll.v1.ReportingService.ExportAudit:output_type -> enroll.v1.ExportAuditResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	1,  // 0: enroll.v1.RecountResponse.differences:type_name -> enroll.v1.CounterDifference
+	1,  // 1: enroll.v1.RepairCountersResponse.repaired:type_name -> enroll.v1.CounterDifference
+	16, // 2: enroll.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	9,  // 3: enroll.v1.ExportAuditResponse.entries:type_name -> enroll.v1.AuditEntry
+	12, // 4: enroll.v1.CohortCounts.codes:type_name -> enroll.v1.CodeCounts
+	13, // 5: enroll.v1.CohortCounts.enrollments:type_name -> enroll.v1.EnrollmentCounts
+	12, // 6: enroll.v1.GetCountsResponse.codes:type_name -> enroll.v1.CodeCounts
+	13, // 7: enroll.v1.GetCountsResponse.enrollments:type_name -> enroll.v1.EnrollmentCounts
+	14, // 8: enroll.v1.GetCountsResponse.cohorts:type_name -> enroll.v1.CohortCounts
+	16, // 9: enroll.v1.GetCountsResponse.read_time:type_name -> google.protobuf.Timestamp
+	11, // 10: enroll.v1.ReportingService.GetCounts:input_type -> enroll.v1.GetCountsRequest
+	0,  // 11: enroll.v1.ReportingService.Recount:input_type -> enroll.v1.RecountRequest
+	3,  // 12: enroll.v1.ReportingService.RepairCounters:input_type -> enroll.v1.RepairCountersRequest
+	5,  // 13: enroll.v1.ReportingService.GetBillableMonths:input_type -> enroll.v1.GetBillableMonthsRequest
+	7,  // 14: enroll.v1.ReportingService.ExportBillable:input_type -> enroll.v1.ExportBillableRequest
+	8,  // 15: enroll.v1.ReportingService.ExportAudit:input_type -> enroll.v1.ExportAuditRequest
+	15, // 16: enroll.v1.ReportingService.GetCounts:output_type -> enroll.v1.GetCountsResponse
+	2,  // 17: enroll.v1.ReportingService.Recount:output_type -> enroll.v1.RecountResponse
+	4,  // 18: enroll.v1.ReportingService.RepairCounters:output_type -> enroll.v1.RepairCountersResponse
+	6,  // 19: enroll.v1.ReportingService.GetBillableMonths:output_type -> enroll.v1.GetBillableMonthsResponse
+	17, // 20: enroll.v1.ReportingService.ExportBillable:output_type -> google.api.HttpBody
+	10, // 21: enroll.v1.ReportingService.ExportAudit:output_type -> enroll.v1.ExportAuditResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_enroll_v1_reporting_service_proto_init() }
@@ -706,7 +1195,7 @@ func file_enroll_v1_reporting_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_enroll_v1_reporting_service_proto_rawDesc), len(file_enroll_v1_reporting_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -8,6 +8,7 @@ package enrollv1
 
 import (
 	context "context"
+	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -19,8 +20,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReportingService_GetCounts_FullMethodName   = "/enroll.v1.ReportingService/GetCounts"
-	ReportingService_ExportAudit_FullMethodName = "/enroll.v1.ReportingService/ExportAudit"
+	ReportingService_GetCounts_FullMethodName         = "/enroll.v1.ReportingService/GetCounts"
+	ReportingService_Recount_FullMethodName           = "/enroll.v1.ReportingService/Recount"
+	ReportingService_RepairCounters_FullMethodName    = "/enroll.v1.ReportingService/RepairCounters"
+	ReportingService_GetBillableMonths_FullMethodName = "/enroll.v1.ReportingService/GetBillableMonths"
+	ReportingService_ExportBillable_FullMethodName    = "/enroll.v1.ReportingService/ExportBillable"
+	ReportingService_ExportAudit_FullMethodName       = "/enroll.v1.ReportingService/ExportAudit"
 )
 
 // ReportingServiceClient is the client API for ReportingService service.
@@ -32,6 +37,18 @@ type ReportingServiceClient interface {
 	// Counts codes and enrollments by state for an incident and each of its cohorts. Read from
 	// counter rows kept in the same transaction as every state change, so it is O(cohorts).
 	GetCounts(ctx context.Context, in *GetCountsRequest, opts ...grpc.CallOption) (*GetCountsResponse, error)
+	// Recomputes every counter of an incident from the code and enrollment rows (a streaming
+	// aggregate in the database) and reports any difference from the counter rows.
+	Recount(ctx context.Context, in *RecountRequest, opts ...grpc.CallOption) (*RecountResponse, error)
+	// Replaces an incident's counter rows with a recount. Role: ADMIN; audited.
+	RepairCounters(ctx context.Context, in *RepairCountersRequest, opts ...grpc.CallOption) (*RepairCountersResponse, error)
+	// Billable member-months of a partner in a calendar month (UTC): enrollments that were
+	// ACTIVE on any day of the month.
+	GetBillableMonths(ctx context.Context, in *GetBillableMonthsRequest, opts ...grpc.CallOption) (*GetBillableMonthsResponse, error)
+	// Streams the CSV of the enrollments behind GetBillableMonths (text/csv on REST).
+	// HttpBody is what lets the gateway serve a plain CSV download.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	ExportBillable(ctx context.Context, in *ExportBillableRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error)
 	// Streams the audit chain from a sequence number on. Each entry carries the SHA-256 of the
 	// previous one: `enrollctl audit verify` checks an export offline.
 	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error)
@@ -55,9 +72,58 @@ func (c *reportingServiceClient) GetCounts(ctx context.Context, in *GetCountsReq
 	return out, nil
 }
 
+func (c *reportingServiceClient) Recount(ctx context.Context, in *RecountRequest, opts ...grpc.CallOption) (*RecountResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecountResponse)
+	err := c.cc.Invoke(ctx, ReportingService_Recount_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) RepairCounters(ctx context.Context, in *RepairCountersRequest, opts ...grpc.CallOption) (*RepairCountersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RepairCountersResponse)
+	err := c.cc.Invoke(ctx, ReportingService_RepairCounters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) GetBillableMonths(ctx context.Context, in *GetBillableMonthsRequest, opts ...grpc.CallOption) (*GetBillableMonthsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetBillableMonthsResponse)
+	err := c.cc.Invoke(ctx, ReportingService_GetBillableMonths_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) ExportBillable(ctx context.Context, in *ExportBillableRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReportingService_ServiceDesc.Streams[0], ReportingService_ExportBillable_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportBillableRequest, httpbody.HttpBody]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_ExportBillableClient = grpc.ServerStreamingClient[httpbody.HttpBody]
+
 func (c *reportingServiceClient) ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &ReportingService_ServiceDesc.Streams[0], ReportingService_ExportAudit_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &ReportingService_ServiceDesc.Streams[1], ReportingService_ExportAudit_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -83,6 +149,18 @@ type ReportingServiceServer interface {
 	// Counts codes and enrollments by state for an incident and each of its cohorts. Read from
 	// counter rows kept in the same transaction as every state change, so it is O(cohorts).
 	GetCounts(context.Context, *GetCountsRequest) (*GetCountsResponse, error)
+	// Recomputes every counter of an incident from the code and enrollment rows (a streaming
+	// aggregate in the database) and reports any difference from the counter rows.
+	Recount(context.Context, *RecountRequest) (*RecountResponse, error)
+	// Replaces an incident's counter rows with a recount. Role: ADMIN; audited.
+	RepairCounters(context.Context, *RepairCountersRequest) (*RepairCountersResponse, error)
+	// Billable member-months of a partner in a calendar month (UTC): enrollments that were
+	// ACTIVE on any day of the month.
+	GetBillableMonths(context.Context, *GetBillableMonthsRequest) (*GetBillableMonthsResponse, error)
+	// Streams the CSV of the enrollments behind GetBillableMonths (text/csv on REST).
+	// HttpBody is what lets the gateway serve a plain CSV download.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	ExportBillable(*ExportBillableRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error
 	// Streams the audit chain from a sequence number on. Each entry carries the SHA-256 of the
 	// previous one: `enrollctl audit verify` checks an export offline.
 	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error
@@ -98,6 +176,18 @@ type UnimplementedReportingServiceServer struct{}
 
 func (UnimplementedReportingServiceServer) GetCounts(context.Context, *GetCountsRequest) (*GetCountsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCounts not implemented")
+}
+func (UnimplementedReportingServiceServer) Recount(context.Context, *RecountRequest) (*RecountResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Recount not implemented")
+}
+func (UnimplementedReportingServiceServer) RepairCounters(context.Context, *RepairCountersRequest) (*RepairCountersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RepairCounters not implemented")
+}
+func (UnimplementedReportingServiceServer) GetBillableMonths(context.Context, *GetBillableMonthsRequest) (*GetBillableMonthsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetBillableMonths not implemented")
+}
+func (UnimplementedReportingServiceServer) ExportBillable(*ExportBillableRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error {
+	return status.Error(codes.Unimplemented, "method ExportBillable not implemented")
 }
 func (UnimplementedReportingServiceServer) ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportAudit not implemented")
@@ -141,6 +231,71 @@ func _ReportingService_GetCounts_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReportingService_Recount_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecountRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).Recount(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_Recount_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).Recount(ctx, req.(*RecountRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_RepairCounters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RepairCountersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).RepairCounters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_RepairCounters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).RepairCounters(ctx, req.(*RepairCountersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_GetBillableMonths_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetBillableMonthsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).GetBillableMonths(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_GetBillableMonths_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).GetBillableMonths(ctx, req.(*GetBillableMonthsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_ExportBillable_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportBillableRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReportingServiceServer).ExportBillable(m, &grpc.GenericServerStream[ExportBillableRequest, httpbody.HttpBody]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_ExportBillableServer = grpc.ServerStreamingServer[httpbody.HttpBody]
+
 func _ReportingService_ExportAudit_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ExportAuditRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -163,8 +318,25 @@ var ReportingService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetCounts",
 			Handler:    _ReportingService_GetCounts_Handler,
 		},
+		{
+			MethodName: "Recount",
+			Handler:    _ReportingService_Recount_Handler,
+		},
+		{
+			MethodName: "RepairCounters",
+			Handler:    _ReportingService_RepairCounters_Handler,
+		},
+		{
+			MethodName: "GetBillableMonths",
+			Handler:    _ReportingService_GetBillableMonths_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportBillable",
+			Handler:       _ReportingService_ExportBillable_Handler,
+			ServerStreams: true,
+		},
 		{
 			StreamName:    "ExportAudit",
 			Handler:       _ReportingService_ExportAudit_Handler,

@@ -102,6 +102,10 @@ func (s *Store) Counters(ctx context.Context, incidentID string) ([]enrollment.C
 
 // Recount recomputes what the counters should say from the rows they count.
 func (s *Store) Recount(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error) {
+	return recount(s.db.WithContext(ctx), incidentID)
+}
+
+func recount(db *gorm.DB, incidentID string) ([]enrollment.CounterRow, error) {
 	type agg struct {
 		CohortID string
 		State    string
@@ -113,7 +117,7 @@ func (s *Store) Recount(ctx context.Context, incidentID string) ([]enrollment.Co
 		model any
 	}{{enrollment.CountCodes, &codeRow{}}, {enrollment.CountEnrollments, &enrollmentRow{}}} {
 		var rows []agg
-		err := s.db.WithContext(ctx).Model(src.model).Select("cohort_id, state, COUNT(*) AS n").
+		err := db.Model(src.model).Select("cohort_id, state, COUNT(*) AS n").
 			Where("incident_id = ?", incidentID).Group("cohort_id, state").Find(&rows).Error
 		if err != nil {
 			return nil, err
