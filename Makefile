@@ -48,6 +48,20 @@ generate-check: generate ## Fail if api/ differs from what proto/ generates.
 bench: ## Run the Go benchmarks.
 	go test -run '^$$' -bench . -benchmem ./internal/...
 
+# Not part of test: ROWS rows through the real enrolld vs the raw driver (docs/BENCHMARKS.md).
+# BENCH_FLAGS adds enrollbench flags, e.g. BENCH_FLAGS='--keep --rss-csv rss.csv'.
+ROWS        ?= 1000000
+BENCH_FLAGS ?=
+.PHONY: bench-issue
+bench-issue: ## Import+issue via enrolld vs raw driver, same rows (ROWS=1000000; SQLite, plus PostgreSQL if ENROLL_TEST_POSTGRES_DSN is set).
+	go run ./cmd/enrollbench issue --rows $(ROWS) --engine sqlite $(BENCH_FLAGS)
+	@if [ -n "$$ENROLL_TEST_POSTGRES_DSN" ]; then \
+		echo 'go run ./cmd/enrollbench issue --rows $(ROWS) --engine postgres --postgres-dsn "$$ENROLL_TEST_POSTGRES_DSN" $(BENCH_FLAGS)'; \
+		go run ./cmd/enrollbench issue --rows $(ROWS) --engine postgres --postgres-dsn "$$ENROLL_TEST_POSTGRES_DSN" $(BENCH_FLAGS); \
+	else \
+		echo "PostgreSQL skipped: set ENROLL_TEST_POSTGRES_DSN=postgres://... to measure it too"; \
+	fi
+
 tools: $(STAMP) ## Install the pinned code generators into ./bin.
 
 $(STAMP):

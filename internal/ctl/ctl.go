@@ -35,7 +35,10 @@ type command struct {
 	synopsis, help string
 	// offline commands never connect: they work without a server or a secret.
 	offline bool
-	setup   func(fs *flag.FlagSet) runFunc
+	// args is how many arguments may follow the flags (audit verify's FILE); the command
+	// reads them from its flag set.
+	args  int
+	setup func(fs *flag.FlagSet) runFunc
 }
 
 // runFunc runs a command whose flags are parsed. c.cc is nil for offline commands.
@@ -59,6 +62,18 @@ var commands = map[string]command{
 		synopsis: "[--incident ID]", setup: batches},
 	"purge": {summary: "destroy a batch's export secret: its plaintext codes can never be produced again",
 		synopsis: "--batch ID", help: purgeHelp, setup: purge},
+	"recount": {summary: "compare an incident's counters with a recount (non-zero exit on a difference)",
+		synopsis: "--incident ID", setup: recount},
+	"repair-counters": {summary: "replace an incident's counters with a recount (admin; audited)",
+		synopsis: "--incident ID", setup: repairCounters},
+	"billable": {summary: "count a partner's billable member-months, or write the CSV behind the number",
+		synopsis: "--partner ID --month YYYY-MM [-o FILE]", help: billableHelp, setup: billable},
+	"reconcile": {summary: "compare a vendor's invoice with the billable set (non-zero exit on a difference)",
+		synopsis: "--partner ID --month YYYY-MM --invoice FILE [--max-differences N]", help: reconcileHelp, setup: reconcile},
+	"audit export": {summary: "write the audit chain as JSON lines",
+		synopsis: "-o FILE", setup: auditExport},
+	"audit verify": {summary: "check an audit export offline: names the first edited, removed or reordered entry",
+		synopsis: "FILE", help: auditVerifyHelp, offline: true, args: 1, setup: auditVerify},
 }
 
 // Run executes enrollctl with args (without the program name).
@@ -87,7 +102,13 @@ func Run(ctx context.Context, args []string, env Env) error {
 		fs.Usage()
 		return errors.New("no command given")
 	}
-	name := fs.Arg(0)
+	name, rest := fs.Arg(0), fs.Args()[1:]
+	// A command of a group (audit export, audit verify) is named by two words.
+	if _, ok := commands[name]; !ok && len(rest) > 0 {
+		if _, ok := commands[name+" "+rest[0]]; ok {
+			name, rest = name+" "+rest[0], rest[1:]
+		}
+	}
 	cmd, ok := commands[name]
 	if !ok {
 		fs.Usage()
@@ -104,11 +125,11 @@ func Run(ctx context.Context, args []string, env Env) error {
 		cfs.PrintDefaults()
 	}
 	run := cmd.setup(cfs)
-	if err := cfs.Parse(fs.Args()[1:]); err != nil {
+	if err := cfs.Parse(rest); err != nil {
 		return helpIsNotAnError(err)
 	}
-	if cfs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected argument %q (flags only; see enrollctl %s -h)", name, cfs.Arg(0), name)
+	if cfs.NArg() > cmd.args {
+		return fmt.Errorf("%s: unexpected argument %q (flags first; see enrollctl %s -h)", name, cfs.Arg(cmd.args), name)
 	}
 	c := &conn{env: env}
 	if cmd.offline {

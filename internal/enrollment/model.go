@@ -175,12 +175,14 @@ type Enrollment struct {
 	CancelReason       string
 }
 
-// CounterRow is one counter: how many codes or enrollments of a cohort are in a state.
+// CounterRow is one counter. With Day empty: how many codes or enrollments of a cohort are
+// in a state now. With Day set (YYYY-MM-DD, UTC): how many entered the state that day.
 type CounterRow struct {
 	IncidentID string
 	CohortID   string
 	Kind       CounterKind
 	State      string
+	Day        string
 	N          int64
 }
 

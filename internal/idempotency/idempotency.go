@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -45,6 +46,24 @@ type Store interface {
 var replayable = map[codes.Code]bool{
 	codes.OK: true, codes.InvalidArgument: true, codes.NotFound: true, codes.AlreadyExists: true,
 	codes.FailedPrecondition: true, codes.PermissionDenied: true, codes.OutOfRange: true,
+}
+
+// replayNoteKey carries the flag TrackReplay hands to an outer interceptor.
+type replayNoteKey struct{}
+
+// TrackReplay lets an interceptor that runs before this one learn whether a call was answered
+// from a stored outcome (or refused as a reused request_id) without its handler running: pass
+// the returned context down the chain and call the function after it returns. The brute-force
+// limits use it so that a retry of a failed look-up is not counted as another guess.
+func TrackReplay(ctx context.Context) (context.Context, func() bool) {
+	var replayed atomic.Bool
+	return context.WithValue(ctx, replayNoteKey{}, &replayed), replayed.Load
+}
+
+func noteReplay(ctx context.Context) {
+	if f, ok := ctx.Value(replayNoteKey{}).(*atomic.Bool); ok {
+		f.Store(true)
+	}
 }
 
 // UnaryServerInterceptor applies idempotency to requests that have a request_id field. It
@@ -89,6 +108,7 @@ func UnaryServerInterceptor(st Store, clk clock.Clock) grpc.UnaryServerIntercept
 			return nil, err
 		}
 		if !reserved {
+			noteReplay(ctx)
 			return replay(existing, info.FullMethod, hash)
 		}
 		resp, herr := h(ctx, req)

@@ -1,9 +1,10 @@
 // Package limits protects the API from guessing and overuse: failed code look-ups are
-// budgeted per client address and globally (typos, caught by the check symbol, cost
-// nothing, and a right code costs nothing either, so an owner is never locked out by
-// someone else's guessing from another address), lost-code requests are budgeted per
-// address, and partner clients have per-client quotas. Client addresses are only ever used
-// as keyed HMACs.
+// budgeted per client address and globally, lost-code requests per address, and partner
+// clients have per-client quotas. Typos (caught by the check symbol) and right codes cost
+// nothing, so an owner is not locked out by someone else's guessing from another address,
+// until the global budget itself is spent: it is the bound on a distributed attack, and a
+// right code cannot be told from a guess without the look-up it protects, so it is set well
+// above legitimate traffic. Client addresses are only ever used as keyed HMACs.
 package limits
 
 import (
@@ -30,6 +31,7 @@ import (
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
 	"github.com/idprotect/enroll/internal/auth"
 	enrollcodes "github.com/idprotect/enroll/internal/codes"
+	"github.com/idprotect/enroll/internal/idempotency"
 	"github.com/idprotect/enroll/internal/ratelimit"
 )
 
@@ -105,8 +107,11 @@ func (cfg Config) codeLookup(ctx context.Context, req any, _ *grpc.UnaryServerIn
 			return nil, exhausted(b.what, d.RetryAfter)
 		}
 	}
+	// A retry answered from the idempotency record repeats an earlier outcome without a
+	// look-up; its miss was counted the first time.
+	ctx, replayed := idempotency.TrackReplay(ctx)
 	resp, err := h(ctx, req)
-	if status.Code(err) == codes.NotFound {
+	if status.Code(err) == codes.NotFound && !replayed() {
 		// Only a miss is a guess. The budget is spent after the fact, so concurrent misses
 		// from one address can overshoot it by at most their concurrency.
 		for _, b := range []struct {

@@ -54,16 +54,16 @@ func (s *ReportingServer) differences(ctx context.Context, incidentID string) ([
 	if err != nil {
 		return nil, 0, err
 	}
-	type key struct{ cohort, kind, state string }
+	type key struct{ cohort, kind, state, day string }
 	both := map[key][2]int64{}
 	for _, c := range counters {
-		k := key{c.CohortID, string(c.Kind), c.State}
+		k := key{c.CohortID, string(c.Kind), c.State, c.Day}
 		v := both[k]
 		v[0] = c.N
 		both[k] = v
 	}
 	for _, a := range actual {
-		k := key{a.CohortID, string(a.Kind), a.State}
+		k := key{a.CohortID, string(a.Kind), a.State, a.Day}
 		v := both[k]
 		v[1] = a.N
 		both[k] = v
@@ -71,7 +71,7 @@ func (s *ReportingServer) differences(ctx context.Context, incidentID string) ([
 	var diffs []*enrollv1.CounterDifference
 	for k, v := range both {
 		if v[0] != v[1] {
-			diffs = append(diffs, &enrollv1.CounterDifference{Cohort: cohortName(incidentID, k.cohort), Kind: k.kind, State: k.state, Counter: v[0], Actual: v[1]})
+			diffs = append(diffs, &enrollv1.CounterDifference{Cohort: cohortName(incidentID, k.cohort), Kind: k.kind, State: k.state, Day: k.day, Counter: v[0], Actual: v[1]})
 		}
 	}
 	return diffs, int64(len(both)), nil

@@ -51,6 +51,7 @@ func Policy() auth.Policy {
 		enrollv1.ReportingService_RepairCounters_FullMethodName:    admin,
 		enrollv1.ReportingService_GetBillableMonths_FullMethodName: finance,
 		enrollv1.ReportingService_ExportBillable_FullMethodName:    finance,
+		enrollv1.ReportingService_ReconcileInvoice_FullMethodName:  finance,
 
 		enrollv1.AuthService_Token_FullMethodName:   public,
 		enrollv1.AuthService_GetJwks_FullMethodName: public,

@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"time"
 
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
 	"github.com/idprotect/enroll/internal/enrollment"
@@ -30,8 +31,23 @@ func (s *ReportingServer) GetCounts(ctx context.Context, req *enrollv1.GetCounts
 		Incident: incidentName(incidentID), Codes: &enrollv1.CodeCounts{},
 		Enrollments: &enrollv1.EnrollmentCounts{}, ReadTime: ts(s.now()),
 	}
+	from, to := req.GetFromDay(), req.GetToDay()
+	if (from == "") != (to == "") {
+		return nil, s.toStatus(ctx, enrollment.Invalidf("set both from_day and to_day (YYYY-MM-DD) for daily counts, or neither"))
+	}
+	for _, d := range []string{from, to} {
+		if _, err := time.Parse(time.DateOnly, d); d != "" && err != nil {
+			return nil, s.toStatus(ctx, enrollment.Invalidf("from_day and to_day must look like 2026-10-31"))
+		}
+	}
 	byCohort := map[string]*enrollv1.CohortCounts{}
 	for _, r := range rows {
+		if r.Day != "" {
+			if from != "" && r.Day >= from && r.Day <= to {
+				resp.Days = append(resp.Days, &enrollv1.DailyCount{Day: r.Day, Cohort: cohortName(incidentID, r.CohortID), Kind: string(r.Kind), State: r.State, Count: r.N})
+			}
+			continue
+		}
 		cc, ok := byCohort[r.CohortID]
 		if !ok {
 			cc = &enrollv1.CohortCounts{Cohort: cohortName(incidentID, r.CohortID), Codes: &enrollv1.CodeCounts{}, Enrollments: &enrollv1.EnrollmentCounts{}}

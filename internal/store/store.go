@@ -158,6 +158,33 @@ type Store interface {
 	CountBillable(ctx context.Context, partnerID string, start, end time.Time) (int64, error)
 	// ListBillable pages through them by enrollment id (id > after).
 	ListBillable(ctx context.Context, partnerID string, start, end time.Time, after string, limit int) ([]BillableEnrollment, error)
+
+	// CreateReconcileRun registers an invoice reconciliation before its lines are staged, so
+	// that the lines of a run that never finished (a crash) can be found and purged.
+	// ErrAlreadyExists if the id is taken.
+	CreateReconcileRun(ctx context.Context, runID string, now time.Time) error
+	// StageInvoiceLines stages a chunk of a run's invoice lines, each resolved to the
+	// enrollment it names: by enrollment id, or by member id among partnerID's enrollments
+	// first and then other partners'. Line numbers must be unique within the run
+	// (ErrAlreadyExists otherwise). The chunk commits on its own.
+	StageInvoiceLines(ctx context.Context, runID, partnerID string, lines []InvoiceLine) error
+	// CountReconcileRun counts the run's staged lines by why they are not billable to
+	// partnerID in [start, end) (ReasonNone for the matched ones), and the partner's billable
+	// enrollments that no line names.
+	CountReconcileRun(ctx context.Context, runID, partnerID string, start, end time.Time) (*ReconcileCounts, error)
+	// ListBilledNotBillable returns up to limit staged lines of the run with line > afterLine,
+	// by line, that are not billable to partnerID in [start, end), with the reason.
+	ListBilledNotBillable(ctx context.Context, runID, partnerID string, start, end time.Time, afterLine int64, limit int) ([]BilledNotBillable, error)
+	// ListBillableNotBilled returns up to limit of partnerID's enrollments billable in
+	// [start, end) with id > after, by id, that no staged line of the run names.
+	ListBillableNotBilled(ctx context.Context, runID, partnerID string, start, end time.Time, after string, limit int) ([]BillableEnrollment, error)
+	// DeleteReconcileRun deletes a run and its staged lines, a chunk per transaction so that a
+	// large invoice never holds the SQLite write lock for long. Deleting an absent run is not
+	// an error.
+	DeleteReconcileRun(ctx context.Context, runID string) error
+	// PurgeReconcileRuns deletes, as DeleteReconcileRun, every run created before before (left
+	// behind by a crash), and returns how many.
+	PurgeReconcileRuns(ctx context.Context, before time.Time) (int, error)
 }
 
 // IdempotencyRecord is the remembered outcome of a mutating call, by caller scope and request
@@ -205,4 +232,52 @@ type BillableEnrollment struct {
 	ActivateTime time.Time
 	// EndTime is when the coverage ended or will end (cancellation or coverage end).
 	EndTime time.Time
+}
+
+// InvoiceLine is one line of a partner's invoice: exactly one of MemberID and EnrollmentID.
+type InvoiceLine struct {
+	// Line is the line number in the vendor's file.
+	Line         int64
+	MemberID     string
+	EnrollmentID string
+}
+
+// NotBillableReason says why an invoice line is not billable.
+type NotBillableReason string
+
+// Reasons, in the order they are decided: a repeated line is a duplicate whatever it names.
+const (
+	// ReasonNone marks a line that is billable (counted in ReconcileCounts only).
+	ReasonNone NotBillableReason = ""
+	// ReasonDuplicate: an earlier line names the same enrollment (or the same unknown value).
+	ReasonDuplicate NotBillableReason = "DUPLICATE"
+	// ReasonUnknown: no enrollment has the id or member id.
+	ReasonUnknown NotBillableReason = "UNKNOWN"
+	// ReasonOtherPartner: the enrollment belongs to another partner.
+	ReasonOtherPartner NotBillableReason = "OTHER_PARTNER"
+	// ReasonNeverActivated: the enrollment has no activation.
+	ReasonNeverActivated NotBillableReason = "NEVER_ACTIVATED"
+	// ReasonNotStarted: activated at or after the end of the month.
+	ReasonNotStarted NotBillableReason = "NOT_STARTED"
+	// ReasonEndedBeforeMonth: cancelled, or coverage ended, at or before its start.
+	ReasonEndedBeforeMonth NotBillableReason = "ENDED_BEFORE_MONTH"
+)
+
+// BilledNotBillable is an invoice line that is not billable, and why.
+type BilledNotBillable struct {
+	InvoiceLine
+	Reason NotBillableReason
+	// ResolvedID is the enrollment the line names, if any.
+	ResolvedID string
+	// FirstLine is, for a duplicate, the first line naming the same thing.
+	FirstLine int64
+}
+
+// ReconcileCounts are the exact totals of a reconciliation run.
+type ReconcileCounts struct {
+	// Lines counts the staged lines by reason; Lines[ReasonNone] are the matched ones, one per
+	// billable enrollment named.
+	Lines map[NotBillableReason]int64
+	// BillableNotBilled counts the billable enrollments no line names.
+	BillableNotBilled int64
 }

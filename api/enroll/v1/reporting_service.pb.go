@@ -24,6 +24,75 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Why a billed line is not billable here.
+type NotBillableReason int32
+
+const (
+	// Not used.
+	NotBillableReason_NOT_BILLABLE_REASON_UNSPECIFIED NotBillableReason = 0
+	// The enrollment was never activated (still PENDING, lapsed, or cancelled before activation).
+	NotBillableReason_NOT_BILLABLE_REASON_NEVER_ACTIVATED NotBillableReason = 1
+	// Cancelled, or its coverage ended, at or before the start of the month.
+	NotBillableReason_NOT_BILLABLE_REASON_ENDED_BEFORE_MONTH NotBillableReason = 2
+	// Activated after the month.
+	NotBillableReason_NOT_BILLABLE_REASON_NOT_STARTED NotBillableReason = 3
+	// The enrollment belongs to another partner.
+	NotBillableReason_NOT_BILLABLE_REASON_OTHER_PARTNER NotBillableReason = 4
+	// No enrollment has this id or member id.
+	NotBillableReason_NOT_BILLABLE_REASON_UNKNOWN NotBillableReason = 5
+	// An earlier line of the invoice already bills this enrollment (or this same unknown value).
+	NotBillableReason_NOT_BILLABLE_REASON_DUPLICATE NotBillableReason = 6
+)
+
+// Enum value maps for NotBillableReason.
+var (
+	NotBillableReason_name = map[int32]string{
+		0: "NOT_BILLABLE_REASON_UNSPECIFIED",
+		1: "NOT_BILLABLE_REASON_NEVER_ACTIVATED",
+		2: "NOT_BILLABLE_REASON_ENDED_BEFORE_MONTH",
+		3: "NOT_BILLABLE_REASON_NOT_STARTED",
+		4: "NOT_BILLABLE_REASON_OTHER_PARTNER",
+		5: "NOT_BILLABLE_REASON_UNKNOWN",
+		6: "NOT_BILLABLE_REASON_DUPLICATE",
+	}
+	NotBillableReason_value = map[string]int32{
+		"NOT_BILLABLE_REASON_UNSPECIFIED":        0,
+		"NOT_BILLABLE_REASON_NEVER_ACTIVATED":    1,
+		"NOT_BILLABLE_REASON_ENDED_BEFORE_MONTH": 2,
+		"NOT_BILLABLE_REASON_NOT_STARTED":        3,
+		"NOT_BILLABLE_REASON_OTHER_PARTNER":      4,
+		"NOT_BILLABLE_REASON_UNKNOWN":            5,
+		"NOT_BILLABLE_REASON_DUPLICATE":          6,
+	}
+)
+
+func (x NotBillableReason) Enum() *NotBillableReason {
+	p := new(NotBillableReason)
+	*p = x
+	return p
+}
+
+func (x NotBillableReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NotBillableReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_enroll_v1_reporting_service_proto_enumTypes[0].Descriptor()
+}
+
+func (NotBillableReason) Type() protoreflect.EnumType {
+	return &file_enroll_v1_reporting_service_proto_enumTypes[0]
+}
+
+func (x NotBillableReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NotBillableReason.Descriptor instead.
+func (NotBillableReason) EnumDescriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{0}
+}
+
 // Request for ReportingService.Recount.
 type RecountRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -82,7 +151,9 @@ type CounterDifference struct {
 	// What the counter row says.
 	Counter int64 `protobuf:"varint,4,opt,name=counter,proto3" json:"counter,omitempty"`
 	// What the rows say.
-	Actual        int64 `protobuf:"varint,5,opt,name=actual,proto3" json:"actual,omitempty"`
+	Actual int64 `protobuf:"varint,5,opt,name=actual,proto3" json:"actual,omitempty"`
+	// The day, for a daily counter; empty for a state counter.
+	Day           string `protobuf:"bytes,6,opt,name=day,proto3" json:"day,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -150,6 +221,13 @@ func (x *CounterDifference) GetActual() int64 {
 		return x.Actual
 	}
 	return 0
+}
+
+func (x *CounterDifference) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
 }
 
 // Response for ReportingService.Recount.
@@ -687,7 +765,12 @@ func (x *ExportAuditResponse) GetEntries() []*AuditEntry {
 type GetCountsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// `incidents/{incident}`.
-	Incident      string `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	Incident string `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	// With to_day, also return daily counts for the days from_day..to_day (YYYY-MM-DD, UTC,
+	// inclusive).
+	FromDay string `protobuf:"bytes,2,opt,name=from_day,json=fromDay,proto3" json:"from_day,omitempty"`
+	// Last day of the daily counts, inclusive.
+	ToDay         string `protobuf:"bytes,3,opt,name=to_day,json=toDay,proto3" json:"to_day,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -729,6 +812,103 @@ func (x *GetCountsRequest) GetIncident() string {
 	return ""
 }
 
+func (x *GetCountsRequest) GetFromDay() string {
+	if x != nil {
+		return x.FromDay
+	}
+	return ""
+}
+
+func (x *GetCountsRequest) GetToDay() string {
+	if x != nil {
+		return x.ToDay
+	}
+	return ""
+}
+
+// How many codes or enrollments of a cohort entered a state on one UTC day. Expiries and
+// lapses count on the day of the deadline that caused them.
+type DailyCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// YYYY-MM-DD.
+	Day string `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	// `incidents/{incident}/cohorts/{cohort}`.
+	Cohort string `protobuf:"bytes,2,opt,name=cohort,proto3" json:"cohort,omitempty"`
+	// "code" or "enrollment".
+	Kind string `protobuf:"bytes,3,opt,name=kind,proto3" json:"kind,omitempty"`
+	// The state entered, e.g. REDEEMED.
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// How many.
+	Count         int64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DailyCount) Reset() {
+	*x = DailyCount{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DailyCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DailyCount) ProtoMessage() {}
+
+func (x *DailyCount) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DailyCount.ProtoReflect.Descriptor instead.
+func (*DailyCount) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *DailyCount) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *DailyCount) GetCohort() string {
+	if x != nil {
+		return x.Cohort
+	}
+	return ""
+}
+
+func (x *DailyCount) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *DailyCount) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *DailyCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // Codes by stored state. A code past its redeem-by instant counts as issued until the expiry
 // sweep records it as expired.
 type CodeCounts struct {
@@ -749,7 +929,7 @@ type CodeCounts struct {
 
 func (x *CodeCounts) Reset() {
 	*x = CodeCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[12]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -761,7 +941,7 @@ func (x *CodeCounts) String() string {
 func (*CodeCounts) ProtoMessage() {}
 
 func (x *CodeCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[12]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -774,7 +954,7 @@ func (x *CodeCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CodeCounts.ProtoReflect.Descriptor instead.
 func (*CodeCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{12}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CodeCounts) GetIssued() int64 {
@@ -831,7 +1011,7 @@ type EnrollmentCounts struct {
 
 func (x *EnrollmentCounts) Reset() {
 	*x = EnrollmentCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[13]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -843,7 +1023,7 @@ func (x *EnrollmentCounts) String() string {
 func (*EnrollmentCounts) ProtoMessage() {}
 
 func (x *EnrollmentCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[13]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -856,7 +1036,7 @@ func (x *EnrollmentCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollmentCounts.ProtoReflect.Descriptor instead.
 func (*EnrollmentCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{13}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EnrollmentCounts) GetPending() int64 {
@@ -909,7 +1089,7 @@ type CohortCounts struct {
 
 func (x *CohortCounts) Reset() {
 	*x = CohortCounts{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[14]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1101,7 @@ func (x *CohortCounts) String() string {
 func (*CohortCounts) ProtoMessage() {}
 
 func (x *CohortCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[14]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1114,7 @@ func (x *CohortCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CohortCounts.ProtoReflect.Descriptor instead.
 func (*CohortCounts) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{14}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CohortCounts) GetCohort() string {
@@ -970,14 +1150,16 @@ type GetCountsResponse struct {
 	// Per cohort, in cohort id order.
 	Cohorts []*CohortCounts `protobuf:"bytes,4,rep,name=cohorts,proto3" json:"cohorts,omitempty"`
 	// When the counts were read.
-	ReadTime      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=read_time,json=readTime,proto3" json:"read_time,omitempty"`
+	ReadTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=read_time,json=readTime,proto3" json:"read_time,omitempty"`
+	// Daily counts in the requested range, by day, cohort, kind and state.
+	Days          []*DailyCount `protobuf:"bytes,6,rep,name=days,proto3" json:"days,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetCountsResponse) Reset() {
 	*x = GetCountsResponse{}
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[15]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +1171,7 @@ func (x *GetCountsResponse) String() string {
 func (*GetCountsResponse) ProtoMessage() {}
 
 func (x *GetCountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_enroll_v1_reporting_service_proto_msgTypes[15]
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1184,7 @@ func (x *GetCountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCountsResponse.ProtoReflect.Descriptor instead.
 func (*GetCountsResponse) Descriptor() ([]byte, []int) {
-	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{15}
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetCountsResponse) GetIncident() string {
@@ -1040,19 +1222,566 @@ func (x *GetCountsResponse) GetReadTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *GetCountsResponse) GetDays() []*DailyCount {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+// Request for ReportingService.ReconcileInvoice: one message of the stream.
+type ReconcileInvoiceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `partners/{partner}`, the vendor whose invoice this is. Required in the first message;
+	// later messages may repeat it.
+	Partner string `protobuf:"bytes,1,opt,name=partner,proto3" json:"partner,omitempty"`
+	// The invoiced calendar month, YYYY-MM (UTC). Required in the first message.
+	Month string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	// A chunk of invoice lines, at most 10,000 per message, line numbers increasing across the
+	// whole stream.
+	Lines []*InvoiceLine `protobuf:"bytes,3,rep,name=lines,proto3" json:"lines,omitempty"`
+	// How many differences of each kind to list (read from the first message). 0 means, and
+	// more is capped at, 10,000. The totals are exact however many are listed.
+	MaxDifferences int32 `protobuf:"varint,4,opt,name=max_differences,json=maxDifferences,proto3" json:"max_differences,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReconcileInvoiceRequest) Reset() {
+	*x = ReconcileInvoiceRequest{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileInvoiceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileInvoiceRequest) ProtoMessage() {}
+
+func (x *ReconcileInvoiceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileInvoiceRequest.ProtoReflect.Descriptor instead.
+func (*ReconcileInvoiceRequest) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReconcileInvoiceRequest) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *ReconcileInvoiceRequest) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *ReconcileInvoiceRequest) GetLines() []*InvoiceLine {
+	if x != nil {
+		return x.Lines
+	}
+	return nil
+}
+
+func (x *ReconcileInvoiceRequest) GetMaxDifferences() int32 {
+	if x != nil {
+		return x.MaxDifferences
+	}
+	return 0
+}
+
+// One billed member of an invoice.
+type InvoiceLine struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The line number in the vendor's file (1-based), used to point at it in the answer.
+	Line int64 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
+	// What the line bills. Exactly one is required.
+	//
+	// Types that are valid to be assigned to Value:
+	//
+	//	*InvoiceLine_MemberId
+	//	*InvoiceLine_Enrollment
+	Value         isInvoiceLine_Value `protobuf_oneof:"value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvoiceLine) Reset() {
+	*x = InvoiceLine{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvoiceLine) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvoiceLine) ProtoMessage() {}
+
+func (x *InvoiceLine) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvoiceLine.ProtoReflect.Descriptor instead.
+func (*InvoiceLine) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *InvoiceLine) GetLine() int64 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *InvoiceLine) GetValue() isInvoiceLine_Value {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *InvoiceLine) GetMemberId() string {
+	if x != nil {
+		if x, ok := x.Value.(*InvoiceLine_MemberId); ok {
+			return x.MemberId
+		}
+	}
+	return ""
+}
+
+func (x *InvoiceLine) GetEnrollment() string {
+	if x != nil {
+		if x, ok := x.Value.(*InvoiceLine_Enrollment); ok {
+			return x.Enrollment
+		}
+	}
+	return ""
+}
+
+type isInvoiceLine_Value interface {
+	isInvoiceLine_Value()
+}
+
+type InvoiceLine_MemberId struct {
+	// The partner's member id (as bound at activation). Looked up among the partner's
+	// enrollments first, then among other partners'.
+	MemberId string `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3,oneof"`
+}
+
+type InvoiceLine_Enrollment struct {
+	// `enrollments/{enrollment}`; the bare id is accepted too.
+	Enrollment string `protobuf:"bytes,3,opt,name=enrollment,proto3,oneof"`
+}
+
+func (*InvoiceLine_MemberId) isInvoiceLine_Value() {}
+
+func (*InvoiceLine_Enrollment) isInvoiceLine_Value() {}
+
+// A billed line that is not billable here.
+type BilledNotBillable struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The line number in the vendor's file.
+	Line int64 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
+	// The value as billed: a member id, or `enrollments/{enrollment}`.
+	Value string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// Why it is not billable.
+	Reason NotBillableReason `protobuf:"varint,3,opt,name=reason,proto3,enum=enroll.v1.NotBillableReason" json:"reason,omitempty"`
+	// `enrollments/{enrollment}` the line names, if it names one.
+	Enrollment string `protobuf:"bytes,4,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
+	// For DUPLICATE, the first line billing the same enrollment or value.
+	FirstLine     int64 `protobuf:"varint,5,opt,name=first_line,json=firstLine,proto3" json:"first_line,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BilledNotBillable) Reset() {
+	*x = BilledNotBillable{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BilledNotBillable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BilledNotBillable) ProtoMessage() {}
+
+func (x *BilledNotBillable) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BilledNotBillable.ProtoReflect.Descriptor instead.
+func (*BilledNotBillable) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *BilledNotBillable) GetLine() int64 {
+	if x != nil {
+		return x.Line
+	}
+	return 0
+}
+
+func (x *BilledNotBillable) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *BilledNotBillable) GetReason() NotBillableReason {
+	if x != nil {
+		return x.Reason
+	}
+	return NotBillableReason_NOT_BILLABLE_REASON_UNSPECIFIED
+}
+
+func (x *BilledNotBillable) GetEnrollment() string {
+	if x != nil {
+		return x.Enrollment
+	}
+	return ""
+}
+
+func (x *BilledNotBillable) GetFirstLine() int64 {
+	if x != nil {
+		return x.FirstLine
+	}
+	return 0
+}
+
+// A billable enrollment that the invoice does not bill.
+type BillableNotBilled struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `enrollments/{enrollment}`.
+	Enrollment string `protobuf:"bytes,1,opt,name=enrollment,proto3" json:"enrollment,omitempty"`
+	// The partner's member id.
+	MemberId      string `protobuf:"bytes,2,opt,name=member_id,json=memberId,proto3" json:"member_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BillableNotBilled) Reset() {
+	*x = BillableNotBilled{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BillableNotBilled) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BillableNotBilled) ProtoMessage() {}
+
+func (x *BillableNotBilled) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BillableNotBilled.ProtoReflect.Descriptor instead.
+func (*BillableNotBilled) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *BillableNotBilled) GetEnrollment() string {
+	if x != nil {
+		return x.Enrollment
+	}
+	return ""
+}
+
+func (x *BillableNotBilled) GetMemberId() string {
+	if x != nil {
+		return x.MemberId
+	}
+	return ""
+}
+
+// How many billed lines are not billable for one reason.
+type NotBillableCount struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reason.
+	Reason NotBillableReason `protobuf:"varint,1,opt,name=reason,proto3,enum=enroll.v1.NotBillableReason" json:"reason,omitempty"`
+	// Lines with that reason.
+	Lines         int64 `protobuf:"varint,2,opt,name=lines,proto3" json:"lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotBillableCount) Reset() {
+	*x = NotBillableCount{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotBillableCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotBillableCount) ProtoMessage() {}
+
+func (x *NotBillableCount) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotBillableCount.ProtoReflect.Descriptor instead.
+func (*NotBillableCount) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *NotBillableCount) GetReason() NotBillableReason {
+	if x != nil {
+		return x.Reason
+	}
+	return NotBillableReason_NOT_BILLABLE_REASON_UNSPECIFIED
+}
+
+func (x *NotBillableCount) GetLines() int64 {
+	if x != nil {
+		return x.Lines
+	}
+	return 0
+}
+
+// Exact totals of a reconciliation. invoice_lines = matched + billed_not_billable and
+// billable = matched + billable_not_billed.
+type ReconcileTotals struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lines in the invoice.
+	InvoiceLines int64 `protobuf:"varint,1,opt,name=invoice_lines,json=invoiceLines,proto3" json:"invoice_lines,omitempty"`
+	// The partner's billable member-months here (as GetBillableMonths).
+	Billable int64 `protobuf:"varint,2,opt,name=billable,proto3" json:"billable,omitempty"`
+	// Billable enrollments the invoice bills (each counted once).
+	Matched int64 `protobuf:"varint,3,opt,name=matched,proto3" json:"matched,omitempty"`
+	// Lines not billable here, duplicates included.
+	BilledNotBillable int64 `protobuf:"varint,4,opt,name=billed_not_billable,json=billedNotBillable,proto3" json:"billed_not_billable,omitempty"`
+	// Billable enrollments the invoice does not bill.
+	BillableNotBilled int64 `protobuf:"varint,5,opt,name=billable_not_billed,json=billableNotBilled,proto3" json:"billable_not_billed,omitempty"`
+	// billed_not_billable by reason, in reason order, reasons with no line left out.
+	ByReason      []*NotBillableCount `protobuf:"bytes,6,rep,name=by_reason,json=byReason,proto3" json:"by_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReconcileTotals) Reset() {
+	*x = ReconcileTotals{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileTotals) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileTotals) ProtoMessage() {}
+
+func (x *ReconcileTotals) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileTotals.ProtoReflect.Descriptor instead.
+func (*ReconcileTotals) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReconcileTotals) GetInvoiceLines() int64 {
+	if x != nil {
+		return x.InvoiceLines
+	}
+	return 0
+}
+
+func (x *ReconcileTotals) GetBillable() int64 {
+	if x != nil {
+		return x.Billable
+	}
+	return 0
+}
+
+func (x *ReconcileTotals) GetMatched() int64 {
+	if x != nil {
+		return x.Matched
+	}
+	return 0
+}
+
+func (x *ReconcileTotals) GetBilledNotBillable() int64 {
+	if x != nil {
+		return x.BilledNotBillable
+	}
+	return 0
+}
+
+func (x *ReconcileTotals) GetBillableNotBilled() int64 {
+	if x != nil {
+		return x.BillableNotBilled
+	}
+	return 0
+}
+
+func (x *ReconcileTotals) GetByReason() []*NotBillableCount {
+	if x != nil {
+		return x.ByReason
+	}
+	return nil
+}
+
+// Response for ReportingService.ReconcileInvoice.
+type ReconcileInvoiceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// `partners/{partner}`.
+	Partner string `protobuf:"bytes,1,opt,name=partner,proto3" json:"partner,omitempty"`
+	// YYYY-MM.
+	Month string `protobuf:"bytes,2,opt,name=month,proto3" json:"month,omitempty"`
+	// Exact totals.
+	Totals *ReconcileTotals `protobuf:"bytes,3,opt,name=totals,proto3" json:"totals,omitempty"`
+	// Billed lines not billable here, in line order, at most max_differences.
+	BilledNotBillable []*BilledNotBillable `protobuf:"bytes,4,rep,name=billed_not_billable,json=billedNotBillable,proto3" json:"billed_not_billable,omitempty"`
+	// Billable enrollments not billed, in enrollment id order, at most max_differences.
+	BillableNotBilled []*BillableNotBilled `protobuf:"bytes,5,rep,name=billable_not_billed,json=billableNotBilled,proto3" json:"billable_not_billed,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ReconcileInvoiceResponse) Reset() {
+	*x = ReconcileInvoiceResponse{}
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReconcileInvoiceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReconcileInvoiceResponse) ProtoMessage() {}
+
+func (x *ReconcileInvoiceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_enroll_v1_reporting_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReconcileInvoiceResponse.ProtoReflect.Descriptor instead.
+func (*ReconcileInvoiceResponse) Descriptor() ([]byte, []int) {
+	return file_enroll_v1_reporting_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReconcileInvoiceResponse) GetPartner() string {
+	if x != nil {
+		return x.Partner
+	}
+	return ""
+}
+
+func (x *ReconcileInvoiceResponse) GetMonth() string {
+	if x != nil {
+		return x.Month
+	}
+	return ""
+}
+
+func (x *ReconcileInvoiceResponse) GetTotals() *ReconcileTotals {
+	if x != nil {
+		return x.Totals
+	}
+	return nil
+}
+
+func (x *ReconcileInvoiceResponse) GetBilledNotBillable() []*BilledNotBillable {
+	if x != nil {
+		return x.BilledNotBillable
+	}
+	return nil
+}
+
+func (x *ReconcileInvoiceResponse) GetBillableNotBilled() []*BillableNotBilled {
+	if x != nil {
+		return x.BillableNotBilled
+	}
+	return nil
+}
+
 var File_enroll_v1_reporting_service_proto protoreflect.FileDescriptor
 
 const file_enroll_v1_reporting_service_proto_rawDesc = "" +
 	"\n" +
 	"!enroll/v1/reporting_service.proto\x12\tenroll.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"1\n" +
 	"\x0eRecountRequest\x12\x1f\n" +
-	"\bincident\x18\x01 \x01(\tB\x03\xe0A\x02R\bincident\"\x87\x01\n" +
+	"\bincident\x18\x01 \x01(\tB\x03\xe0A\x02R\bincident\"\x99\x01\n" +
 	"\x11CounterDifference\x12\x16\n" +
 	"\x06cohort\x18\x01 \x01(\tR\x06cohort\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x14\n" +
 	"\x05state\x18\x03 \x01(\tR\x05state\x12\x18\n" +
 	"\acounter\x18\x04 \x01(\x03R\acounter\x12\x16\n" +
-	"\x06actual\x18\x05 \x01(\x03R\x06actual\"|\n" +
+	"\x06actual\x18\x05 \x01(\x03R\x06actual\x12\x10\n" +
+	"\x03day\x18\x06 \x01(\tR\x03day\"|\n" +
 	"\x0fRecountResponse\x12>\n" +
 	"\vdifferences\x18\x01 \x03(\v2\x1c.enroll.v1.CounterDifferenceR\vdifferences\x12)\n" +
 	"\x10counters_checked\x18\x02 \x01(\x03R\x0fcountersChecked\"W\n" +
@@ -1087,9 +1816,18 @@ const file_enroll_v1_reporting_service_proto_rawDesc = "" +
 	"\x04hash\x18\n" +
 	" \x01(\tR\x04hash\"F\n" +
 	"\x13ExportAuditResponse\x12/\n" +
-	"\aentries\x18\x01 \x03(\v2\x15.enroll.v1.AuditEntryR\aentries\"3\n" +
+	"\aentries\x18\x01 \x03(\v2\x15.enroll.v1.AuditEntryR\aentries\"e\n" +
 	"\x10GetCountsRequest\x12\x1f\n" +
-	"\bincident\x18\x01 \x01(\tB\x03\xe0A\x02R\bincident\"\x96\x01\n" +
+	"\bincident\x18\x01 \x01(\tB\x03\xe0A\x02R\bincident\x12\x19\n" +
+	"\bfrom_day\x18\x02 \x01(\tR\afromDay\x12\x15\n" +
+	"\x06to_day\x18\x03 \x01(\tR\x05toDay\"v\n" +
+	"\n" +
+	"DailyCount\x12\x10\n" +
+	"\x03day\x18\x01 \x01(\tR\x03day\x12\x16\n" +
+	"\x06cohort\x18\x02 \x01(\tR\x06cohort\x12\x12\n" +
+	"\x04kind\x18\x03 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\x03R\x05count\"\x96\x01\n" +
 	"\n" +
 	"CodeCounts\x12\x16\n" +
 	"\x06issued\x18\x01 \x01(\x03R\x06issued\x12 \n" +
@@ -1106,20 +1844,72 @@ const file_enroll_v1_reporting_service_proto_rawDesc = "" +
 	"\fCohortCounts\x12\x16\n" +
 	"\x06cohort\x18\x01 \x01(\tR\x06cohort\x12+\n" +
 	"\x05codes\x18\x02 \x01(\v2\x15.enroll.v1.CodeCountsR\x05codes\x12=\n" +
-	"\venrollments\x18\x03 \x01(\v2\x1b.enroll.v1.EnrollmentCountsR\venrollments\"\x87\x02\n" +
+	"\venrollments\x18\x03 \x01(\v2\x1b.enroll.v1.EnrollmentCountsR\venrollments\"\xb2\x02\n" +
 	"\x11GetCountsResponse\x12\x1a\n" +
 	"\bincident\x18\x01 \x01(\tR\bincident\x12+\n" +
 	"\x05codes\x18\x02 \x01(\v2\x15.enroll.v1.CodeCountsR\x05codes\x12=\n" +
 	"\venrollments\x18\x03 \x01(\v2\x1b.enroll.v1.EnrollmentCountsR\venrollments\x121\n" +
 	"\acohorts\x18\x04 \x03(\v2\x17.enroll.v1.CohortCountsR\acohorts\x127\n" +
-	"\tread_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime2\x86\x06\n" +
+	"\tread_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\breadTime\x12)\n" +
+	"\x04days\x18\x06 \x03(\v2\x15.enroll.v1.DailyCountR\x04days\"\xaa\x01\n" +
+	"\x17ReconcileInvoiceRequest\x12\x1d\n" +
+	"\apartner\x18\x01 \x01(\tB\x03\xe0A\x02R\apartner\x12\x19\n" +
+	"\x05month\x18\x02 \x01(\tB\x03\xe0A\x02R\x05month\x12,\n" +
+	"\x05lines\x18\x03 \x03(\v2\x16.enroll.v1.InvoiceLineR\x05lines\x12'\n" +
+	"\x0fmax_differences\x18\x04 \x01(\x05R\x0emaxDifferences\"k\n" +
+	"\vInvoiceLine\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\x03R\x04line\x12\x1d\n" +
+	"\tmember_id\x18\x02 \x01(\tH\x00R\bmemberId\x12 \n" +
+	"\n" +
+	"enrollment\x18\x03 \x01(\tH\x00R\n" +
+	"enrollmentB\a\n" +
+	"\x05value\"\xb2\x01\n" +
+	"\x11BilledNotBillable\x12\x12\n" +
+	"\x04line\x18\x01 \x01(\x03R\x04line\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\x124\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x1c.enroll.v1.NotBillableReasonR\x06reason\x12\x1e\n" +
+	"\n" +
+	"enrollment\x18\x04 \x01(\tR\n" +
+	"enrollment\x12\x1d\n" +
+	"\n" +
+	"first_line\x18\x05 \x01(\x03R\tfirstLine\"P\n" +
+	"\x11BillableNotBilled\x12\x1e\n" +
+	"\n" +
+	"enrollment\x18\x01 \x01(\tR\n" +
+	"enrollment\x12\x1b\n" +
+	"\tmember_id\x18\x02 \x01(\tR\bmemberId\"^\n" +
+	"\x10NotBillableCount\x124\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x1c.enroll.v1.NotBillableReasonR\x06reason\x12\x14\n" +
+	"\x05lines\x18\x02 \x01(\x03R\x05lines\"\x86\x02\n" +
+	"\x0fReconcileTotals\x12#\n" +
+	"\rinvoice_lines\x18\x01 \x01(\x03R\finvoiceLines\x12\x1a\n" +
+	"\bbillable\x18\x02 \x01(\x03R\bbillable\x12\x18\n" +
+	"\amatched\x18\x03 \x01(\x03R\amatched\x12.\n" +
+	"\x13billed_not_billable\x18\x04 \x01(\x03R\x11billedNotBillable\x12.\n" +
+	"\x13billable_not_billed\x18\x05 \x01(\x03R\x11billableNotBilled\x128\n" +
+	"\tby_reason\x18\x06 \x03(\v2\x1b.enroll.v1.NotBillableCountR\bbyReason\"\x9a\x02\n" +
+	"\x18ReconcileInvoiceResponse\x12\x18\n" +
+	"\apartner\x18\x01 \x01(\tR\apartner\x12\x14\n" +
+	"\x05month\x18\x02 \x01(\tR\x05month\x122\n" +
+	"\x06totals\x18\x03 \x01(\v2\x1a.enroll.v1.ReconcileTotalsR\x06totals\x12L\n" +
+	"\x13billed_not_billable\x18\x04 \x03(\v2\x1c.enroll.v1.BilledNotBillableR\x11billedNotBillable\x12L\n" +
+	"\x13billable_not_billed\x18\x05 \x03(\v2\x1c.enroll.v1.BillableNotBilledR\x11billableNotBilled*\x9d\x02\n" +
+	"\x11NotBillableReason\x12#\n" +
+	"\x1fNOT_BILLABLE_REASON_UNSPECIFIED\x10\x00\x12'\n" +
+	"#NOT_BILLABLE_REASON_NEVER_ACTIVATED\x10\x01\x12*\n" +
+	"&NOT_BILLABLE_REASON_ENDED_BEFORE_MONTH\x10\x02\x12#\n" +
+	"\x1fNOT_BILLABLE_REASON_NOT_STARTED\x10\x03\x12%\n" +
+	"!NOT_BILLABLE_REASON_OTHER_PARTNER\x10\x04\x12\x1f\n" +
+	"\x1bNOT_BILLABLE_REASON_UNKNOWN\x10\x05\x12!\n" +
+	"\x1dNOT_BILLABLE_REASON_DUPLICATE\x10\x062\x87\a\n" +
 	"\x10ReportingService\x12q\n" +
 	"\tGetCounts\x12\x1b.enroll.v1.GetCountsRequest\x1a\x1c.enroll.v1.GetCountsResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/{incident=incidents/*}/counts\x12l\n" +
 	"\aRecount\x12\x19.enroll.v1.RecountRequest\x1a\x1a.enroll.v1.RecountResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/{incident=incidents/*}:recount\x12\x8b\x01\n" +
 	"\x0eRepairCounters\x12 .enroll.v1.RepairCountersRequest\x1a!.enroll.v1.RepairCountersResponse\"4\x82\xd3\xe4\x93\x02.:\x01*\")/v1/{incident=incidents/*}:repairCounters\x12\x91\x01\n" +
 	"\x11GetBillableMonths\x12#.enroll.v1.GetBillableMonthsRequest\x1a$.enroll.v1.GetBillableMonthsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/v1/{partner=partners/*}/billable/{month}\x12\x84\x01\n" +
 	"\x0eExportBillable\x12 .enroll.v1.ExportBillableRequest\x1a\x14.google.api.HttpBody\"8\x82\xd3\xe4\x93\x022\x120/v1/{partner=partners/*}/billable/{month}:export0\x01\x12h\n" +
-	"\vExportAudit\x12\x1d.enroll.v1.ExportAuditRequest\x1a\x1e.enroll.v1.ExportAuditResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit:export0\x01B4Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
+	"\vExportAudit\x12\x1d.enroll.v1.ExportAuditRequest\x1a\x1e.enroll.v1.ExportAuditResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit:export0\x01\x12\x7f\n" +
+	"\x10ReconcileInvoice\x12\".enroll.v1.ReconcileInvoiceRequest\x1a#.enroll.v1.ReconcileInvoiceResponse\" \x82\xd3\xe4\x93\x02\x1a:\x01*\"\x15/v1/billing:reconcile(\x01B4Z2github.com/idprotect/enroll/api/enroll/v1;enrollv1b\x06proto3"
 
 var (
 	file_enroll_v1_reporting_service_proto_rawDescOnce sync.Once
@@ -1133,55 +1923,75 @@ func file_enroll_v1_reporting_service_proto_rawDescGZIP() []byte {
 	return file_enroll_v1_reporting_service_proto_rawDescData
 }
 
-var file_enroll_v1_reporting_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_enroll_v1_reporting_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_enroll_v1_reporting_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_enroll_v1_reporting_service_proto_goTypes = []any{
-	(*RecountRequest)(nil),            // 0: enroll.v1.RecountRequest
-	(*CounterDifference)(nil),         // 1: enroll.v1.CounterDifference
-	(*RecountResponse)(nil),           // 2: enroll.v1.RecountResponse
-	(*RepairCountersRequest)(nil),     // 3: enroll.v1.RepairCountersRequest
-	(*RepairCountersResponse)(nil),    // 4: enroll.v1.RepairCountersResponse
-	(*GetBillableMonthsRequest)(nil),  // 5: enroll.v1.GetBillableMonthsRequest
-	(*GetBillableMonthsResponse)(nil), // 6: enroll.v1.GetBillableMonthsResponse
-	(*ExportBillableRequest)(nil),     // 7: enroll.v1.ExportBillableRequest
-	(*ExportAuditRequest)(nil),        // 8: enroll.v1.ExportAuditRequest
-	(*AuditEntry)(nil),                // 9: enroll.v1.AuditEntry
-	(*ExportAuditResponse)(nil),       // 10: enroll.v1.ExportAuditResponse
-	(*GetCountsRequest)(nil),          // 11: enroll.v1.GetCountsRequest
-	(*CodeCounts)(nil),                // 12: enroll.v1.CodeCounts
-	(*EnrollmentCounts)(nil),          // 13: enroll.v1.EnrollmentCounts
-	(*CohortCounts)(nil),              // 14: enroll.v1.CohortCounts
-	(*GetCountsResponse)(nil),         // 15: enroll.v1.GetCountsResponse
-	(*timestamppb.Timestamp)(nil),     // 16: google.protobuf.Timestamp
-	(*httpbody.HttpBody)(nil),         // 17: google.api.HttpBody
+	(NotBillableReason)(0),            // 0: enroll.v1.NotBillableReason
+	(*RecountRequest)(nil),            // 1: enroll.v1.RecountRequest
+	(*CounterDifference)(nil),         // 2: enroll.v1.CounterDifference
+	(*RecountResponse)(nil),           // 3: enroll.v1.RecountResponse
+	(*RepairCountersRequest)(nil),     // 4: enroll.v1.RepairCountersRequest
+	(*RepairCountersResponse)(nil),    // 5: enroll.v1.RepairCountersResponse
+	(*GetBillableMonthsRequest)(nil),  // 6: enroll.v1.GetBillableMonthsRequest
+	(*GetBillableMonthsResponse)(nil), // 7: enroll.v1.GetBillableMonthsResponse
+	(*ExportBillableRequest)(nil),     // 8: enroll.v1.ExportBillableRequest
+	(*ExportAuditRequest)(nil),        // 9: enroll.v1.ExportAuditRequest
+	(*AuditEntry)(nil),                // 10: enroll.v1.AuditEntry
+	(*ExportAuditResponse)(nil),       // 11: enroll.v1.ExportAuditResponse
+	(*GetCountsRequest)(nil),          // 12: enroll.v1.GetCountsRequest
+	(*DailyCount)(nil),                // 13: enroll.v1.DailyCount
+	(*CodeCounts)(nil),                // 14: enroll.v1.CodeCounts
+	(*EnrollmentCounts)(nil),          // 15: enroll.v1.EnrollmentCounts
+	(*CohortCounts)(nil),              // 16: enroll.v1.CohortCounts
+	(*GetCountsResponse)(nil),         // 17: enroll.v1.GetCountsResponse
+	(*ReconcileInvoiceRequest)(nil),   // 18: enroll.v1.ReconcileInvoiceRequest
+	(*InvoiceLine)(nil),               // 19: enroll.v1.InvoiceLine
+	(*BilledNotBillable)(nil),         // 20: enroll.v1.BilledNotBillable
+	(*BillableNotBilled)(nil),         // 21: enroll.v1.BillableNotBilled
+	(*NotBillableCount)(nil),          // 22: enroll.v1.NotBillableCount
+	(*ReconcileTotals)(nil),           // 23: enroll.v1.ReconcileTotals
+	(*ReconcileInvoiceResponse)(nil),  // 24: enroll.v1.ReconcileInvoiceResponse
+	(*timestamppb.Timestamp)(nil),     // 25: google.protobuf.Timestamp
+	(*httpbody.HttpBody)(nil),         // 26: google.api.HttpBody
 }
 var file_enroll_v1_reporting_service_proto_depIdxs = []int32{
-	1,  // 0: enroll.v1.RecountResponse.differences:type_name -> enroll.v1.CounterDifference
-	1,  // 1: enroll.v1.RepairCountersResponse.repaired:type_name -> enroll.v1.CounterDifference
-	16, // 2: enroll.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	9,  // 3: enroll.v1.ExportAuditResponse.entries:type_name -> enroll.v1.AuditEntry
-	12, // 4: enroll.v1.CohortCounts.codes:type_name -> enroll.v1.CodeCounts
-	13, // 5: enroll.v1.CohortCounts.enrollments:type_name -> enroll.v1.EnrollmentCounts
-	12, // 6: enroll.v1.GetCountsResponse.codes:type_name -> enroll.v1.CodeCounts
-	13, // 7: enroll.v1.GetCountsResponse.enrollments:type_name -> enroll.v1.EnrollmentCounts
-	14, // 8: enroll.v1.GetCountsResponse.cohorts:type_name -> enroll.v1.CohortCounts
-	16, // 9: enroll.v1.GetCountsResponse.read_time:type_name -> google.protobuf.Timestamp
-	11, // 10: enroll.v1.ReportingService.GetCounts:input_type -> enroll.v1.GetCountsRequest
-	0,  // 11: enroll.v1.ReportingService.Recount:input_type -> enroll.v1.RecountRequest
-	3,  // 12: enroll.v1.ReportingService.RepairCounters:input_type -> enroll.v1.RepairCountersRequest
-	5,  // 13: enroll.v1.ReportingService.GetBillableMonths:input_type -> enroll.v1.GetBillableMonthsRequest
-	7,  // 14: enroll.v1.ReportingService.ExportBillable:input_type -> enroll.v1.ExportBillableRequest
-	8,  // 15: enroll.v1.ReportingService.ExportAudit:input_type -> enroll.v1.ExportAuditRequest
-	15, // 16: enroll.v1.ReportingService.GetCounts:output_type -> enroll.v1.GetCountsResponse
-	2,  // 17: enroll.v1.ReportingService.Recount:output_type -> enroll.v1.RecountResponse
-	4,  // 18: enroll.v1.ReportingService.RepairCounters:output_type -> enroll.v1.RepairCountersResponse
-	6,  // 19: enroll.v1.ReportingService.GetBillableMonths:output_type -> enroll.v1.GetBillableMonthsResponse
-	17, // 20: enroll.v1.ReportingService.ExportBillable:output_type -> google.api.HttpBody
-	10, // 21: enroll.v1.ReportingService.ExportAudit:output_type -> enroll.v1.ExportAuditResponse
-	16, // [16:22] is the sub-list for method output_type
-	10, // [10:16] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 0: enroll.v1.RecountResponse.differences:type_name -> enroll.v1.CounterDifference
+	2,  // 1: enroll.v1.RepairCountersResponse.repaired:type_name -> enroll.v1.CounterDifference
+	25, // 2: enroll.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	10, // 3: enroll.v1.ExportAuditResponse.entries:type_name -> enroll.v1.AuditEntry
+	14, // 4: enroll.v1.CohortCounts.codes:type_name -> enroll.v1.CodeCounts
+	15, // 5: enroll.v1.CohortCounts.enrollments:type_name -> enroll.v1.EnrollmentCounts
+	14, // 6: enroll.v1.GetCountsResponse.codes:type_name -> enroll.v1.CodeCounts
+	15, // 7: enroll.v1.GetCountsResponse.enrollments:type_name -> enroll.v1.EnrollmentCounts
+	16, // 8: enroll.v1.GetCountsResponse.cohorts:type_name -> enroll.v1.CohortCounts
+	25, // 9: enroll.v1.GetCountsResponse.read_time:type_name -> google.protobuf.Timestamp
+	13, // 10: enroll.v1.GetCountsResponse.days:type_name -> enroll.v1.DailyCount
+	19, // 11: enroll.v1.ReconcileInvoiceRequest.lines:type_name -> enroll.v1.InvoiceLine
+	0,  // 12: enroll.v1.BilledNotBillable.reason:type_name -> enroll.v1.NotBillableReason
+	0,  // 13: enroll.v1.NotBillableCount.reason:type_name -> enroll.v1.NotBillableReason
+	22, // 14: enroll.v1.ReconcileTotals.by_reason:type_name -> enroll.v1.NotBillableCount
+	23, // 15: enroll.v1.ReconcileInvoiceResponse.totals:type_name -> enroll.v1.ReconcileTotals
+	20, // 16: enroll.v1.ReconcileInvoiceResponse.billed_not_billable:type_name -> enroll.v1.BilledNotBillable
+	21, // 17: enroll.v1.ReconcileInvoiceResponse.billable_not_billed:type_name -> enroll.v1.BillableNotBilled
+	12, // 18: enroll.v1.ReportingService.GetCounts:input_type -> enroll.v1.GetCountsRequest
+	1,  // 19: enroll.v1.ReportingService.Recount:input_type -> enroll.v1.RecountRequest
+	4,  // 20: enroll.v1.ReportingService.RepairCounters:input_type -> enroll.v1.RepairCountersRequest
+	6,  // 21: enroll.v1.ReportingService.GetBillableMonths:input_type -> enroll.v1.GetBillableMonthsRequest
+	8,  // 22: enroll.v1.ReportingService.ExportBillable:input_type -> enroll.v1.ExportBillableRequest
+	9,  // 23: enroll.v1.ReportingService.ExportAudit:input_type -> enroll.v1.ExportAuditRequest
+	18, // 24: enroll.v1.ReportingService.ReconcileInvoice:input_type -> enroll.v1.ReconcileInvoiceRequest
+	17, // 25: enroll.v1.ReportingService.GetCounts:output_type -> enroll.v1.GetCountsResponse
+	3,  // 26: enroll.v1.ReportingService.Recount:output_type -> enroll.v1.RecountResponse
+	5,  // 27: enroll.v1.ReportingService.RepairCounters:output_type -> enroll.v1.RepairCountersResponse
+	7,  // 28: enroll.v1.ReportingService.GetBillableMonths:output_type -> enroll.v1.GetBillableMonthsResponse
+	26, // 29: enroll.v1.ReportingService.ExportBillable:output_type -> google.api.HttpBody
+	11, // 30: enroll.v1.ReportingService.ExportAudit:output_type -> enroll.v1.ExportAuditResponse
+	24, // 31: enroll.v1.ReportingService.ReconcileInvoice:output_type -> enroll.v1.ReconcileInvoiceResponse
+	25, // [25:32] is the sub-list for method output_type
+	18, // [18:25] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_enroll_v1_reporting_service_proto_init() }
@@ -1189,18 +1999,23 @@ func file_enroll_v1_reporting_service_proto_init() {
 	if File_enroll_v1_reporting_service_proto != nil {
 		return
 	}
+	file_enroll_v1_reporting_service_proto_msgTypes[18].OneofWrappers = []any{
+		(*InvoiceLine_MemberId)(nil),
+		(*InvoiceLine_Enrollment)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_enroll_v1_reporting_service_proto_rawDesc), len(file_enroll_v1_reporting_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   16,
+			NumEnums:      1,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_enroll_v1_reporting_service_proto_goTypes,
 		DependencyIndexes: file_enroll_v1_reporting_service_proto_depIdxs,
+		EnumInfos:         file_enroll_v1_reporting_service_proto_enumTypes,
 		MessageInfos:      file_enroll_v1_reporting_service_proto_msgTypes,
 	}.Build()
 	File_enroll_v1_reporting_service_proto = out.File

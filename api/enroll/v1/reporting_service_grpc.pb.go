@@ -26,6 +26,7 @@ const (
 	ReportingService_GetBillableMonths_FullMethodName = "/enroll.v1.ReportingService/GetBillableMonths"
 	ReportingService_ExportBillable_FullMethodName    = "/enroll.v1.ReportingService/ExportBillable"
 	ReportingService_ExportAudit_FullMethodName       = "/enroll.v1.ReportingService/ExportAudit"
+	ReportingService_ReconcileInvoice_FullMethodName  = "/enroll.v1.ReportingService/ReconcileInvoice"
 )
 
 // ReportingServiceClient is the client API for ReportingService service.
@@ -52,6 +53,12 @@ type ReportingServiceClient interface {
 	// Streams the audit chain from a sequence number on. Each entry carries the SHA-256 of the
 	// previous one: `enrollctl audit verify` checks an export offline.
 	ExportAudit(ctx context.Context, in *ExportAuditRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportAuditResponse], error)
+	// Compares a partner's invoice for a month with the billable set here. Client-streaming: the
+	// first message names the partner and month, and every message may carry a chunk of invoice
+	// lines. The server stages the lines in the database (so any invoice size runs in flat memory)
+	// and answers with exact totals and the differences, each list capped. Nothing is changed:
+	// the staged lines are deleted when the call ends.
+	ReconcileInvoice(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReconcileInvoiceRequest, ReconcileInvoiceResponse], error)
 }
 
 type reportingServiceClient struct {
@@ -140,6 +147,19 @@ func (c *reportingServiceClient) ExportAudit(ctx context.Context, in *ExportAudi
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ReportingService_ExportAuditClient = grpc.ServerStreamingClient[ExportAuditResponse]
 
+func (c *reportingServiceClient) ReconcileInvoice(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[ReconcileInvoiceRequest, ReconcileInvoiceResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReportingService_ServiceDesc.Streams[2], ReportingService_ReconcileInvoice_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ReconcileInvoiceRequest, ReconcileInvoiceResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_ReconcileInvoiceClient = grpc.ClientStreamingClient[ReconcileInvoiceRequest, ReconcileInvoiceResponse]
+
 // ReportingServiceServer is the server API for ReportingService service.
 // All implementations must embed UnimplementedReportingServiceServer
 // for forward compatibility.
@@ -164,6 +184,12 @@ type ReportingServiceServer interface {
 	// Streams the audit chain from a sequence number on. Each entry carries the SHA-256 of the
 	// previous one: `enrollctl audit verify` checks an export offline.
 	ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error
+	// Compares a partner's invoice for a month with the billable set here. Client-streaming: the
+	// first message names the partner and month, and every message may carry a chunk of invoice
+	// lines. The server stages the lines in the database (so any invoice size runs in flat memory)
+	// and answers with exact totals and the differences, each list capped. Nothing is changed:
+	// the staged lines are deleted when the call ends.
+	ReconcileInvoice(grpc.ClientStreamingServer[ReconcileInvoiceRequest, ReconcileInvoiceResponse]) error
 	mustEmbedUnimplementedReportingServiceServer()
 }
 
@@ -191,6 +217,9 @@ func (UnimplementedReportingServiceServer) ExportBillable(*ExportBillableRequest
 }
 func (UnimplementedReportingServiceServer) ExportAudit(*ExportAuditRequest, grpc.ServerStreamingServer[ExportAuditResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportAudit not implemented")
+}
+func (UnimplementedReportingServiceServer) ReconcileInvoice(grpc.ClientStreamingServer[ReconcileInvoiceRequest, ReconcileInvoiceResponse]) error {
+	return status.Error(codes.Unimplemented, "method ReconcileInvoice not implemented")
 }
 func (UnimplementedReportingServiceServer) mustEmbedUnimplementedReportingServiceServer() {}
 func (UnimplementedReportingServiceServer) testEmbeddedByValue()                          {}
@@ -307,6 +336,13 @@ func _ReportingService_ExportAudit_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ReportingService_ExportAuditServer = grpc.ServerStreamingServer[ExportAuditResponse]
 
+func _ReportingService_ReconcileInvoice_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ReportingServiceServer).ReconcileInvoice(&grpc.GenericServerStream[ReconcileInvoiceRequest, ReconcileInvoiceResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_ReconcileInvoiceServer = grpc.ClientStreamingServer[ReconcileInvoiceRequest, ReconcileInvoiceResponse]
+
 // ReportingService_ServiceDesc is the grpc.ServiceDesc for ReportingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -341,6 +377,11 @@ var ReportingService_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "ExportAudit",
 			Handler:       _ReportingService_ExportAudit_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "ReconcileInvoice",
+			Handler:       _ReportingService_ReconcileInvoice_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "enroll/v1/reporting_service.proto",

@@ -130,7 +130,7 @@ func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease
 			return err
 		}
 		d := deltas{}
-		d.add(b.IncidentID, b.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), n)
+		d.add(b.IncidentID, b.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), n, now)
 		issued = len(rows)
 		return d.apply(tx)
 	})

@@ -134,8 +134,8 @@ func (s *Store) RedeemCode(ctx context.Context, hmacs [][]byte, enrollmentID str
 			return err
 		}
 		d := deltas{}
-		d.move(row.IncidentID, row.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(enrollment.CodeRedeemed))
-		d.add(row.IncidentID, row.CohortID, enrollment.CountEnrollments, string(enrollment.EnrollmentPending), 1)
+		d.move(row.IncidentID, row.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(enrollment.CodeRedeemed), now)
+		d.add(row.IncidentID, row.CohortID, enrollment.CountEnrollments, string(enrollment.EnrollmentPending), 1, now)
 		if err := d.apply(tx); err != nil {
 			return err
 		}
@@ -186,7 +186,7 @@ func (s *Store) RevokeCode(ctx context.Context, incidentID, externalRef, reason 
 			return enrollment.FailedPreconditionf("the code changed state concurrently; read it again")
 		}
 		d := deltas{}
-		d.move(row.IncidentID, row.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(enrollment.CodeRevoked))
+		d.move(row.IncidentID, row.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(enrollment.CodeRevoked), now)
 		if err := d.apply(tx); err != nil {
 			return err
 		}

@@ -16,20 +16,29 @@ type counterKey struct {
 	incident, cohort string
 	kind             enrollment.CounterKind
 	state            string
+	// day is "" for the state gauge (how many are in the state now) and YYYY-MM-DD for the
+	// daily flow (how many entered the state on that UTC day).
+	day string
 }
 
 // deltas collects counter changes of one transaction.
 type deltas map[counterKey]int64
 
-func (d deltas) add(incident, cohort string, kind enrollment.CounterKind, state string, n int64) {
-	d[counterKey{incident, cohort, kind, state}] += n
+// add records n new rows of kind entering state at instant at.
+func (d deltas) add(incident, cohort string, kind enrollment.CounterKind, state string, n int64, at time.Time) {
+	d[counterKey{incident, cohort, kind, state, ""}] += n
+	d[counterKey{incident, cohort, kind, state, dayOf(at)}] += n
 }
 
-// move records one row of kind leaving from and entering to.
-func (d deltas) move(incident, cohort string, kind enrollment.CounterKind, from, to string) {
-	d.add(incident, cohort, kind, from, -1)
-	d.add(incident, cohort, kind, to, 1)
+// move records one row of kind leaving from and entering to at instant at. The instant is
+// the transition's own (a deadline for expiries, not the sweep that recorded them), so the
+// daily rows can be recounted exactly from the rows' timestamps.
+func (d deltas) move(incident, cohort string, kind enrollment.CounterKind, from, to string, at time.Time) {
+	d[counterKey{incident, cohort, kind, from, ""}]--
+	d.add(incident, cohort, kind, to, 1, at)
 }
+
+func dayOf(t time.Time) string { return t.UTC().Format(time.DateOnly) }
 
 // apply upserts the counters with n = n + delta, in a fixed key order so that concurrent
 // transactions on PostgreSQL lock counter rows in the same order and cannot deadlock.
@@ -51,14 +60,26 @@ func (d deltas) apply(tx *gorm.DB) error {
 		if a.kind != b.kind {
 			return a.kind < b.kind
 		}
-		return a.state < b.state
+		if a.state != b.state {
+			return a.state < b.state
+		}
+		return a.day < b.day
 	})
 	for _, k := range keys {
-		row := counterRow{IncidentID: k.incident, CohortID: k.cohort, Kind: string(k.kind), State: k.state, N: d[k]}
-		err := tx.Clauses(clause.OnConflict{
-			Columns:   []clause.Column{{Name: "incident_id"}, {Name: "cohort_id"}, {Name: "kind"}, {Name: "state"}},
-			DoUpdates: clause.Assignments(map[string]any{"n": gorm.Expr("counters.n + excluded.n")}),
-		}).Create(&row).Error
+		var err error
+		if k.day == "" {
+			row := counterRow{IncidentID: k.incident, CohortID: k.cohort, Kind: string(k.kind), State: k.state, N: d[k]}
+			err = tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "incident_id"}, {Name: "cohort_id"}, {Name: "kind"}, {Name: "state"}},
+				DoUpdates: clause.Assignments(map[string]any{"n": gorm.Expr("counters.n + excluded.n")}),
+			}).Create(&row).Error
+		} else {
+			row := dailyCounterRow{IncidentID: k.incident, CohortID: k.cohort, Kind: string(k.kind), State: k.state, Day: k.day, N: d[k]}
+			err = tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "incident_id"}, {Name: "cohort_id"}, {Name: "kind"}, {Name: "state"}, {Name: "day"}},
+				DoUpdates: clause.Assignments(map[string]any{"n": gorm.Expr("daily_counters.n + excluded.n")}),
+			}).Create(&row).Error
+		}
 		if err != nil {
 			return err
 		}
@@ -84,31 +105,60 @@ func appendEvent(tx *gorm.DB, typ, resource, incidentID, partnerID string, count
 	return tx.Create(&ev).Error
 }
 
-// Counters returns the counter rows of an incident.
+// Counters returns the counter rows of an incident: the state gauges, then the daily rows.
 func (s *Store) Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error) {
 	var rows []counterRow
-	if err := s.db.WithContext(ctx).Where("incident_id = ?", incidentID).
-		Order("cohort_id, kind, state").Find(&rows).Error; err != nil {
+	if err := s.db.WithContext(ctx).Where("incident_id = ?", incidentID).Find(&rows).Error; err != nil {
 		return nil, err
 	}
-	out := make([]enrollment.CounterRow, 0, len(rows))
+	var daily []dailyCounterRow
+	if err := s.db.WithContext(ctx).Where("incident_id = ?", incidentID).Find(&daily).Error; err != nil {
+		return nil, err
+	}
+	out := make([]enrollment.CounterRow, 0, len(rows)+len(daily))
 	for _, r := range rows {
 		if r.N != 0 {
 			out = append(out, enrollment.CounterRow{IncidentID: r.IncidentID, CohortID: r.CohortID, Kind: enrollment.CounterKind(r.Kind), State: r.State, N: r.N})
 		}
 	}
+	for _, r := range daily {
+		if r.N != 0 {
+			out = append(out, enrollment.CounterRow{IncidentID: r.IncidentID, CohortID: r.CohortID, Kind: enrollment.CounterKind(r.Kind), State: r.State, Day: r.Day, N: r.N})
+		}
+	}
+	sortCounters(out)
 	return out, nil
 }
 
 // Recount recomputes what the counters should say from the rows they count.
 func (s *Store) Recount(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error) {
-	return recount(s.db.WithContext(ctx), incidentID)
+	return s.recount(s.db.WithContext(ctx), incidentID)
 }
 
-func recount(db *gorm.DB, incidentID string) ([]enrollment.CounterRow, error) {
+// dailySources say, for each state, which timestamp is the day a row entered it: the
+// transition's own instant, which the writers use for the daily deltas too.
+var dailySources = []struct {
+	kind  enrollment.CounterKind
+	model any
+	state string // "" = every row (it entered its first state at this instant)
+	col   string
+}{
+	{enrollment.CountCodes, &codeRow{}, "", "issue_time"},
+	{enrollment.CountCodes, &codeRow{}, string(enrollment.CodeRedeemed), "redeem_time"},
+	{enrollment.CountCodes, &codeRow{}, string(enrollment.CodeRevoked), "revoke_time"},
+	{enrollment.CountCodes, &codeRow{}, string(enrollment.CodeExpired), "redeem_by"},
+	{enrollment.CountEnrollments, &enrollmentRow{}, "", "redeem_time"},
+	{enrollment.CountEnrollments, &enrollmentRow{}, string(enrollment.EnrollmentActive), "activate_time"},
+	{enrollment.CountEnrollments, &enrollmentRow{}, string(enrollment.EnrollmentCancelled), "cancel_time"},
+	{enrollment.CountEnrollments, &enrollmentRow{}, string(enrollment.EnrollmentLapsed), "activation_deadline"},
+	{enrollment.CountEnrollments, &enrollmentRow{}, string(enrollment.EnrollmentExpired), "coverage_end"},
+}
+
+func (s *Store) recount(db *gorm.DB, incidentID string) ([]enrollment.CounterRow, error) {
 	type agg struct {
 		CohortID string
 		State    string
+		Day      string
 		N        int64
 	}
 	var out []enrollment.CounterRow
@@ -126,6 +176,42 @@ func recount(db *gorm.DB, incidentID string) ([]enrollment.CounterRow, error) {
 			out = append(out, enrollment.CounterRow{IncidentID: incidentID, CohortID: r.CohortID, Kind: src.kind, State: r.State, N: r.N})
 		}
 	}
+	for _, src := range dailySources {
+		q := db.Model(src.model).Where("incident_id = ? AND "+src.col+" IS NOT NULL", incidentID)
+		state := src.state
+		if state == "" {
+			state = string(enrollment.CodeIssued)
+			if src.kind == enrollment.CountEnrollments {
+				state = string(enrollment.EnrollmentPending)
+			}
+		} else if src.col != "redeem_time" && src.col != "activate_time" {
+			// Revocation, expiry, cancellation and lapse are final: the row is still in the
+			// state. Redemption and activation are not, so they count every row that passed.
+			q = q.Where("state = ?", src.state)
+		}
+		var rows []agg
+		day := s.dayExpr(src.col)
+		if err := q.Select("cohort_id, " + day + " AS day, COUNT(*) AS n").Group("cohort_id, " + day).Find(&rows).Error; err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			out = append(out, enrollment.CounterRow{IncidentID: incidentID, CohortID: r.CohortID, Kind: src.kind, State: state, Day: r.Day, N: r.N})
+		}
+	}
+	sortCounters(out)
+	return out, nil
+}
+
+// dayExpr is the UTC calendar day of a timestamp column as YYYY-MM-DD. SQLite keeps times as
+// text in UTC (every writer passes UTC), so the day is the first ten characters.
+func (s *Store) dayExpr(col string) string {
+	if s.driver == DriverPostgres {
+		return "to_char(" + col + " AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+	}
+	return "substr(" + col + ", 1, 10)"
+}
+
+func sortCounters(out []enrollment.CounterRow) {
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]
 		if a.CohortID != b.CohortID {
@@ -134,7 +220,9 @@ func recount(db *gorm.DB, incidentID string) ([]enrollment.CounterRow, error) {
 		if a.Kind != b.Kind {
 			return a.Kind < b.Kind
 		}
-		return a.State < b.State
+		if a.State != b.State {
+			return a.State < b.State
+		}
+		return a.Day < b.Day
 	})
-	return out, nil
 }

@@ -100,7 +100,7 @@ func (s *Store) ActivateEnrollment(ctx context.Context, id, partnerID, memberID 
 			return enrollment.FailedPreconditionf("enrollment changed state concurrently; read it again")
 		}
 		d := deltas{}
-		d.move(row.IncidentID, row.CohortID, enrollment.CountEnrollments, string(enrollment.EnrollmentPending), string(enrollment.EnrollmentActive))
+		d.move(row.IncidentID, row.CohortID, enrollment.CountEnrollments, string(enrollment.EnrollmentPending), string(enrollment.EnrollmentActive), now)
 		if err := d.apply(tx); err != nil {
 			return err
 		}
@@ -134,7 +134,7 @@ func (s *Store) CancelEnrollment(ctx context.Context, id, partnerID, reason stri
 			return enrollment.FailedPreconditionf("enrollment changed state concurrently; read it again")
 		}
 		d := deltas{}
-		d.move(row.IncidentID, row.CohortID, enrollment.CountEnrollments, row.State, string(enrollment.EnrollmentCancelled))
+		d.move(row.IncidentID, row.CohortID, enrollment.CountEnrollments, row.State, string(enrollment.EnrollmentCancelled), now)
 		if err := d.apply(tx); err != nil {
 			return err
 		}

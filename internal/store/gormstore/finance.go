@@ -16,12 +16,21 @@ func (s *Store) RepairCounters(ctx context.Context, incidentID string) error {
 		if err := tx.Where("incident_id = ?", incidentID).Delete(&counterRow{}).Error; err != nil {
 			return err
 		}
-		rows, err := recount(tx, incidentID)
+		if err := tx.Where("incident_id = ?", incidentID).Delete(&dailyCounterRow{}).Error; err != nil {
+			return err
+		}
+		rows, err := s.recount(tx, incidentID)
 		if err != nil {
 			return err
 		}
 		for _, r := range rows {
-			if err := tx.Create(&counterRow{IncidentID: r.IncidentID, CohortID: r.CohortID, Kind: string(r.Kind), State: r.State, N: r.N}).Error; err != nil {
+			var err error
+			if r.Day == "" {
+				err = tx.Create(&counterRow{IncidentID: r.IncidentID, CohortID: r.CohortID, Kind: string(r.Kind), State: r.State, N: r.N}).Error
+			} else {
+				err = tx.Create(&dailyCounterRow{IncidentID: r.IncidentID, CohortID: r.CohortID, Kind: string(r.Kind), State: r.State, Day: r.Day, N: r.N}).Error
+			}
+			if err != nil {
 				return err
 			}
 		}

@@ -38,6 +38,30 @@ var migrations = []migration{
 		}
 		return tx.Create(&auditHeadRow{ID: 1, Seq: 0, Hash: audit.GenesisHash}).Error
 	}},
+	// Cohort memberships by subject: the code look-up read a whole subject_cohorts scan per
+	// redemption. A database created after this change already has the index from 0001.
+	{name: "0004_memberships_subject", up: func(tx *gorm.DB) error {
+		if tx.Migrator().HasIndex(&membershipRow{}, "memberships_subject") {
+			return nil
+		}
+		return tx.Migrator().CreateIndex(&membershipRow{}, "memberships_subject")
+	}},
+	// The flag SweepExpiring keeps (0002 shipped the sweep without its column, so every sweep
+	// failed at the expiring step). A database created after this change has it from 0001.
+	{name: "0005_enrollments_expiring_notified", up: func(tx *gorm.DB) error {
+		if tx.Migrator().HasColumn(&enrollmentRow{}, "ExpiringNotified") {
+			return nil
+		}
+		return tx.Migrator().AddColumn(&enrollmentRow{}, "ExpiringNotified")
+	}},
+	{name: "0006_daily_counters", up: func(tx *gorm.DB) error {
+		return tx.AutoMigrate(&dailyCounterRow{})
+	}},
+	// Invoice reconciliation stages a vendor's invoice here (reconcile.go), so that any size
+	// compares in flat memory.
+	{name: "0007_reconcile_invoices", up: func(tx *gorm.DB) error {
+		return tx.Migrator().CreateTable(&reconcileRunRow{}, &invoiceLineRow{})
+	}},
 }
 
 func (s *Store) migrate(ctx context.Context) error {

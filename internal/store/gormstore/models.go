@@ -63,7 +63,10 @@ func (subjectRow) TableName() string { return "subjects" }
 type membershipRow struct {
 	IncidentID string `gorm:"size:63;not null;index:memberships_scan,priority:1"`
 	CohortID   string `gorm:"primaryKey;size:63;index:memberships_scan,priority:2"`
-	SubjectID  int64  `gorm:"primaryKey;autoIncrement:false;index:memberships_scan,priority:3"`
+	// memberships_subject serves "which cohorts is this person in" (every code look-up and
+	// redemption, and import reruns): the primary key leads with cohort_id, so without it that
+	// question scans the whole table.
+	SubjectID int64 `gorm:"primaryKey;autoIncrement:false;index:memberships_scan,priority:3;index:memberships_subject"`
 }
 
 func (membershipRow) TableName() string { return "subject_cohorts" }
@@ -131,6 +134,9 @@ type enrollmentRow struct {
 	CoverageEnd        *time.Time
 	CancelTime         *time.Time
 	CancelReason       string `gorm:"not null"`
+	// ExpiringNotified is set once the enrollment.expiring notice has gone out, so that
+	// SweepExpiring sends it once however often it runs.
+	ExpiringNotified bool `gorm:"not null;default:false"`
 }
 
 func (enrollmentRow) TableName() string { return "enrollments" }
@@ -162,6 +168,19 @@ type counterRow struct {
 }
 
 func (counterRow) TableName() string { return "counters" }
+
+// dailyCounterRow holds how many codes or enrollments of a cohort entered a state on a UTC
+// day, changed in the same transaction as the rows it counts.
+type dailyCounterRow struct {
+	IncidentID string `gorm:"primaryKey;size:63"`
+	CohortID   string `gorm:"primaryKey;size:63"`
+	Kind       string `gorm:"primaryKey;size:16"`
+	State      string `gorm:"primaryKey;size:16"`
+	Day        string `gorm:"primaryKey;size:10"`
+	N          int64  `gorm:"not null"`
+}
+
+func (dailyCounterRow) TableName() string { return "daily_counters" }
 
 type migrationRow struct {
 	Name      string    `gorm:"primaryKey;size:128"`

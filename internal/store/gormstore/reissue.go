@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/idprotect/enroll/internal/enrollment"
 	"github.com/idprotect/enroll/internal/store"
@@ -24,8 +25,17 @@ func (s *Store) ReissueCode(ctx context.Context, incidentID, externalRef, reason
 			}
 			return err
 		}
+		// On PostgreSQL the incident row is locked, as IssueNext locks it (lockIssuance): two
+		// reissues of a person without a live code (revoked, or expired and swept) would
+		// otherwise both find none under READ COMMITTED, and the second insert would fail on
+		// the one-live-code index as an internal error. Behind the lock, the second sees the
+		// first's new code and supersedes it, as on SQLite, where BEGIN IMMEDIATE serialises.
 		var inc incidentRow
-		if err := tx.Where("id = ?", incidentID).Take(&inc).Error; err != nil {
+		q := tx.Where("id = ?", incidentID)
+		if s.driver == DriverPostgres {
+			q = q.Clauses(clause.Locking{Strength: "UPDATE"})
+		}
+		if err := q.Take(&inc).Error; err != nil {
 			return err
 		}
 		d := deltas{}
@@ -55,7 +65,11 @@ func (s *Store) ReissueCode(ctx context.Context, incidentID, externalRef, reason
 			if res.RowsAffected != 1 {
 				return enrollment.FailedPreconditionf("the code changed state concurrently; read it again")
 			}
-			d.move(old.IncidentID, old.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(to))
+			at := now
+			if to == enrollment.CodeExpired {
+				at = old.RedeemBy
+			}
+			d.move(old.IncidentID, old.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(to), at)
 			cohortID = old.CohortID
 		case !isNotFound(err):
 			return err
@@ -75,7 +89,7 @@ func (s *Store) ReissueCode(ctx context.Context, incidentID, externalRef, reason
 		if err := s.insertCodesMultiRow(tx, &bRow, rows, now); err != nil {
 			return err
 		}
-		d.add(incidentID, cohortID, enrollment.CountCodes, string(enrollment.CodeIssued), 1)
+		d.add(incidentID, cohortID, enrollment.CountCodes, string(enrollment.CodeIssued), 1, now)
 		if err := d.apply(tx); err != nil {
 			return err
 		}

@@ -37,8 +37,9 @@ func (s *Store) SweepCodes(ctx context.Context, now time.Time, limit int) (int, 
 			ID         int64
 			IncidentID string
 			CohortID   string
+			RedeemBy   time.Time
 		}
-		err := tx.Model(&codeRow{}).Select("id, incident_id, cohort_id").
+		err := tx.Model(&codeRow{}).Select("id, incident_id, cohort_id, redeem_by").
 			Where("state = ? AND redeem_by <= ?", string(enrollment.CodeIssued), now).
 			Order("redeem_by, id").Limit(limit).Scan(&due).Error
 		if err != nil || len(due) == 0 {
@@ -48,23 +49,29 @@ func (s *Store) SweepCodes(ctx context.Context, now time.Time, limit int) (int, 
 		for i, d := range due {
 			ids[i] = d.ID
 		}
+		// A code may change between the select and the update: a reissue records the expiry
+		// itself, a redemption whose request came in just before redeem-by wins. That writer
+		// counts it; RETURNING tells exactly which rows this sweep moved, so the sweep neither
+		// miscounts nor fails its whole batch over one code.
+		moved := make(map[int64]bool, len(ids))
 		for _, part := range chunk(len(ids), 500) {
-			res := tx.Model(&codeRow{}).Where("id IN ? AND state = ?", ids[part[0]:part[1]], string(enrollment.CodeIssued)).
-				Updates(map[string]any{"state": string(enrollment.CodeExpired), "live_subject_id": nil})
-			if res.Error != nil {
-				return res.Error
+			var got []int64
+			err := tx.Raw("UPDATE codes SET state = ?, live_subject_id = NULL WHERE id IN ? AND state = ? RETURNING id",
+				string(enrollment.CodeExpired), ids[part[0]:part[1]], string(enrollment.CodeIssued)).Scan(&got).Error
+			if err != nil {
+				return err
 			}
-			if res.RowsAffected != int64(part[1]-part[0]) {
-				// The sweeper holds the sweep lease, and every other writer of an ISSUED code
-				// checks its state in the same statement: a mismatch means a second sweeper
-				// without the lease. Roll back rather than miscount.
-				return enrollment.FailedPreconditionf("codes changed state during the sweep; retry")
+			for _, id := range got {
+				moved[id] = true
 			}
 		}
 		d := deltas{}
 		perIncident := map[string]int64{}
 		for _, c := range due {
-			d.move(c.IncidentID, c.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(enrollment.CodeExpired))
+			if !moved[c.ID] {
+				continue
+			}
+			d.move(c.IncidentID, c.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(enrollment.CodeExpired), c.RedeemBy)
 			perIncident[c.IncidentID]++
 		}
 		if err := d.apply(tx); err != nil {
@@ -75,7 +82,7 @@ func (s *Store) SweepCodes(ctx context.Context, now time.Time, limit int) (int, 
 				return err
 			}
 		}
-		n = len(due)
+		n = len(moved)
 		return nil
 	})
 	return n, err
@@ -84,6 +91,11 @@ func (s *Store) SweepCodes(ctx context.Context, now time.Time, limit int) (int, 
 // SweepEnrollments records up to limit enrollments past a deadline: PENDING past the
 // activation deadline become LAPSED, ACTIVE past coverage end become EXPIRED. Each gets its
 // own event, because the partner's change feed must say which member's coverage ended.
+//
+// Locks are taken in the order every other writer takes them (enrollment rows, then counter
+// rows, then the partner's sequence row), so on PostgreSQL a sweep cannot deadlock with a
+// concurrent activation or cancellation. An enrollment a partner changed since the select
+// (cancelled a second before its deadline) is left to that change, not counted.
 func (s *Store) SweepEnrollments(ctx context.Context, now time.Time, limit int) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx *gorm.DB) error {
@@ -96,10 +108,12 @@ func (s *Store) SweepEnrollments(ctx context.Context, now time.Time, limit int) 
 			return err
 		}
 		d := deltas{}
-		for _, e := range due {
-			to, typ := enrollment.EnrollmentLapsed, "enrollment.lapsed"
+		var done []*enrollmentRow
+		for i := range due {
+			e := &due[i]
+			to, at := enrollment.EnrollmentLapsed, e.ActivationDeadline
 			if e.State == string(enrollment.EnrollmentActive) {
-				to, typ = enrollment.EnrollmentExpired, "enrollment.expired"
+				to, at = enrollment.EnrollmentExpired, *e.CoverageEnd
 			}
 			res := tx.Model(&enrollmentRow{}).Where("id = ? AND state = ?", e.ID, e.State).
 				Updates(map[string]any{"state": string(to), "live_subject_id": nil})
@@ -107,21 +121,32 @@ func (s *Store) SweepEnrollments(ctx context.Context, now time.Time, limit int) 
 				return res.Error
 			}
 			if res.RowsAffected != 1 {
-				return enrollment.FailedPreconditionf("enrollment %s changed state during the sweep; retry", e.ID)
+				continue
 			}
-			d.move(e.IncidentID, e.CohortID, enrollment.CountEnrollments, e.State, string(to))
+			d.move(e.IncidentID, e.CohortID, enrollment.CountEnrollments, e.State, string(to), at)
+			done = append(done, e)
+		}
+		if err := d.apply(tx); err != nil {
+			return err
+		}
+		for _, e := range done {
+			typ := "enrollment.lapsed"
+			if e.State == string(enrollment.EnrollmentActive) {
+				typ = "enrollment.expired"
+			}
 			if err := appendEvent(tx, typ, "enrollments/"+e.ID, e.IncidentID, e.PartnerID, 1, now); err != nil {
 				return err
 			}
 		}
-		n = len(due)
-		return d.apply(tx)
+		n = len(done)
+		return nil
 	})
 	return n, err
 }
 
 // SweepExpiring emits enrollment.expiring once for up to limit ACTIVE enrollments whose
-// coverage ends within window of now.
+// coverage ends within window of now. As in SweepEnrollments, the rows are marked before any
+// event takes the partner's sequence row, and one cancelled since the select gets no notice.
 func (s *Store) SweepExpiring(ctx context.Context, now time.Time, window time.Duration, limit int) (int, error) {
 	n := 0
 	err := s.tx(ctx, func(tx *gorm.DB) error {
@@ -133,19 +158,24 @@ func (s *Store) SweepExpiring(ctx context.Context, now time.Time, window time.Du
 		if err != nil || len(due) == 0 {
 			return err
 		}
-		for _, e := range due {
-			res := tx.Model(&enrollmentRow{}).Where("id = ? AND expiring_notified = ?", e.ID, false).Update("expiring_notified", true)
+		var done []*enrollmentRow
+		for i := range due {
+			e := &due[i]
+			res := tx.Model(&enrollmentRow{}).Where("id = ? AND state = ? AND expiring_notified = ?", e.ID, string(enrollment.EnrollmentActive), false).
+				Update("expiring_notified", true)
 			if res.Error != nil {
 				return res.Error
 			}
-			if res.RowsAffected != 1 {
-				continue
+			if res.RowsAffected == 1 {
+				done = append(done, e)
 			}
+		}
+		for _, e := range done {
 			if err := appendEvent(tx, "enrollment.expiring", "enrollments/"+e.ID, e.IncidentID, e.PartnerID, 1, now); err != nil {
 				return err
 			}
-			n++
 		}
+		n = len(done)
 		return nil
 	})
 	return n, err

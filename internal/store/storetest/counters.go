@@ -25,24 +25,30 @@ func nonZeroSorted(rows []enrollment.CounterRow) []enrollment.CounterRow {
 		}
 	}
 	slices.SortFunc(out, func(a, b enrollment.CounterRow) int {
-		return cmp.Or(cmp.Compare(a.CohortID, b.CohortID), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.State, b.State))
+		return cmp.Or(cmp.Compare(a.CohortID, b.CohortID), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.State, b.State), cmp.Compare(a.Day, b.Day))
 	})
 	return out
 }
 
-// counterMap keys each non-zero row as cohort/kind/state.
+// counterMap keys each non-zero row as cohort/kind/state for the state gauges, and
+// cohort/kind/state@day for the daily rows.
 func counterMap(rows []enrollment.CounterRow) map[string]int64 {
 	out := map[string]int64{}
 	for _, r := range rows {
-		if r.N != 0 {
-			out[fmt.Sprintf("%s/%s/%s", r.CohortID, r.Kind, r.State)] = r.N
+		if r.N == 0 {
+			continue
 		}
+		k := fmt.Sprintf("%s/%s/%s", r.CohortID, r.Kind, r.State)
+		if r.Day != "" {
+			k += "@" + r.Day
+		}
+		out[k] = r.N
 	}
 	return out
 }
 
-// countersOf fails t unless the counters of an incident equal its recount exactly, and
-// returns them keyed by cohort/kind/state.
+// countersOf fails t unless the counters of an incident (state gauges and daily rows) equal
+// its recount exactly, and returns the state gauges keyed by cohort/kind/state.
 func (f *Fixture) countersOf(incidentID, what string) map[string]int64 {
 	f.T.Helper()
 	counters, err := f.S.Counters(f.T.Context(), incidentID)
@@ -53,12 +59,16 @@ func (f *Fixture) countersOf(incidentID, what string) map[string]int64 {
 	if !reflect.DeepEqual(c, r) {
 		f.T.Fatalf("%s: counters differ from the recount\ncounters %v\nrecount  %v", what, c, r)
 	}
+	gauges := c[:0:0]
 	for _, row := range c {
 		if row.IncidentID != incidentID || row.N < 0 {
 			f.T.Fatalf("%s: counter row %+v", what, row)
 		}
+		if row.Day == "" {
+			gauges = append(gauges, row)
+		}
 	}
-	return counterMap(c)
+	return counterMap(gauges)
 }
 
 // wantCountersEqualRecount checks the fixture incident's counters against a recount.

@@ -36,6 +36,12 @@ func Run(t *testing.T, open OpenFunc) {
 		{"Codes", codeTests},
 		{"Enrollments", enrollmentTests},
 		{"Counters", counterTests},
+		{"PartnerFeed", feedTests},
+		{"Reissue", reissueTests},
+		{"Idempotency", idempotencyTests},
+		{"NamedLeases", namedLeaseTests},
+		{"Sweeps", sweepTests},
+		{"SweepRaces", sweepRaceTests},
 	}
 	for _, s := range suites {
 		t.Run(s.name, func(t *testing.T) {
