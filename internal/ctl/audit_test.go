@@ -61,7 +61,7 @@ func TestAuditVerify(t *testing.T) {
 		t.Fatalf("the demo wrote only %d audit entries", len(lines))
 	}
 	out, err := verifyOffline(t, path)
-	if err != nil || out != fmt.Sprintf("verified %d entries: the chain is intact\n", len(lines)) {
+	if err != nil || out != fmt.Sprintf("verified %d entries: the chain is intact up to seq %d\n", len(lines), len(lines)) {
 		t.Fatalf("untouched export: %v\n%s", err, out)
 	}
 
@@ -110,6 +110,9 @@ func TestAuditVerify(t *testing.T) {
 		t.Parallel()
 		if _, err := verifyOffline(t, filepath.Join(t.TempDir(), "missing.jsonl")); err == nil {
 			t.Fatal("verified a missing file")
+		}
+		if _, err := verifyOffline(t, writeFile(t, "empty.jsonl", nil)); err == nil || !strings.Contains(err.Error(), "no audit entries") {
+			t.Fatalf("empty export: %v", err)
 		}
 		var errb bytes.Buffer
 		err := ctl.Run(context.Background(), []string{"audit", "verify", path, "extra"}, ctl.Env{Stdout: &errb, Stderr: &errb, Getenv: func(string) string { return "" }})

@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 
+	"google.golang.org/grpc"
+
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
 )
 
@@ -74,7 +76,8 @@ func sendInvoice(ctx context.Context, c *conn, in io.Reader, size int64, first *
 	// The stream is cancelled if reading the file fails, so the server drops what it staged.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.reporting().ReconcileInvoice(ctx)
+	// The answer is capped to fit the default 4 MiB; the headroom is for a server that lists more.
+	stream, err := c.reporting().ReconcileInvoice(ctx, grpc.MaxCallRecvMsgSize(64<<20))
 	if err != nil {
 		return nil, fmt.Errorf("failed to start the reconciliation: %w", err)
 	}

@@ -21,6 +21,8 @@ var (
 	ErrPermissionDenied = errors.New("permission denied")
 	// ErrUnauthenticated means credentials are missing or wrong.
 	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrUnavailable means a transient condition (the database is busy): retry.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // Error is a domain error: a kind (one of the Err* sentinels) and a caller-facing message.
@@ -57,6 +59,11 @@ func FailedPreconditionf(format string, args ...any) error {
 // PermissionDeniedf returns an ErrPermissionDenied error.
 func PermissionDeniedf(format string, args ...any) error {
 	return newError(ErrPermissionDenied, format, args...)
+}
+
+// Unavailablef returns an ErrUnavailable error.
+func Unavailablef(format string, args ...any) error {
+	return newError(ErrUnavailable, format, args...)
 }
 
 // Unauthenticatedf returns an ErrUnauthenticated error.

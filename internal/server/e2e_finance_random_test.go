@@ -8,8 +8,10 @@ package server_test
 // up) the counters must equal a recount exactly: the Recount RPC reports no difference, and
 // GetCounts equals a GROUP BY over the code and enrollment rows, per cohort and in total.
 //
-// Reproduce a run with ENROLL_TEST_SEED=<seed from the log>; the interleaving differs from
-// run to run, the operation sequence of each goroutine does not.
+// ENROLL_TEST_SEED=<seed from the log> replays a run's random choices (the clock walk, each
+// goroutine's operations); the interleaving, and so the outcomes, differ from run to run.
+// ENROLL_TEST_FIN_OPS sets the number of operations (default 3000, 1800 under -race, 600
+// under -short).
 
 import (
 	"context"
@@ -18,6 +20,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strconv"
@@ -53,9 +56,22 @@ type finParams struct {
 func TestE2EFinanceRandom(t *testing.T) {
 	t.Parallel()
 	p := finParams{perCohort: 800, ops: 3000, workers: 8, phases: 3, jumps: 28}
-	if testing.Short() {
+	switch {
+	case testing.Short():
 		p = finParams{perCohort: 200, ops: 600, workers: 6, phases: 2, jumps: 26}
+	case finRace():
+		// The race detector makes every call several times slower: fewer operations keep
+		// the run near a minute per engine on two cores.
+		p = finParams{perCohort: 500, ops: 1800, workers: 8, phases: 3, jumps: 28}
 	}
+	if v := os.Getenv("ENROLL_TEST_FIN_OPS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < p.phases*p.workers {
+			t.Fatalf("ENROLL_TEST_FIN_OPS=%q: want a number of operations, at least %d", v, p.phases*p.workers)
+		}
+		p.ops = n
+	}
+	t.Logf("%d subjects per cohort, %d operations from %d goroutines in %d phases, %d clock jumps", p.perCohort, p.ops, p.workers, p.phases, p.jumps)
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("ENROLL_TEST_SEED"); v != "" {
 		s, err := strconv.ParseUint(v, 10, 64)
@@ -70,6 +86,20 @@ func TestE2EFinanceRandom(t *testing.T) {
 			refOf: map[string]string{}, enrollOf: map[string]finEnroll{}}
 		r.run(e)
 	})
+}
+
+// finRace reports whether the test binary was built with -race.
+func finRace() bool {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
 }
 
 // The incident's offer is short so that an hour-to-weeks clock walk crosses every deadline
@@ -165,8 +195,8 @@ func (r *finRun) run(e gormtest.Engine) {
 	for w := range rngs {
 		rngs[w] = rand.New(rand.NewPCG(r.seed, uint64(w)+1))
 	}
-	walk := finPlanWalk(rand.New(rand.NewPCG(r.seed, 1000)), r.p.ops, r.p.jumps)
 	perPhase := r.p.ops / r.p.phases
+	walk := finPlanWalk(rand.New(rand.NewPCG(r.seed, 1000)), perPhase*r.p.phases, r.p.jumps)
 	var ticket atomic.Int64 // operation number over the whole run
 	for ph := range r.p.phases {
 		phaseStart := time.Now()
@@ -300,6 +330,10 @@ func (r *finRun) seedIncident() {
 			r.addCode(row.GetExternalRef(), row.GetCode(), true)
 			r.initialCodes++
 		}
+	}
+	// One person in two cohorts gets one code.
+	if want := int64(len(finCohorts)*r.p.perCohort - (r.p.perCohort+24)/25); r.initialCodes != want {
+		t.Fatalf("issuance mailed %d codes to %d imported rows; want %d (one per person)", r.initialCodes, len(finCohorts)*r.p.perCohort, want)
 	}
 	shuffled := slices.Clone(r.refs)
 	rand.New(rand.NewPCG(r.seed, 0)).Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })

@@ -17,15 +17,16 @@ import (
 
 const (
 	// maxDifferences caps each list of a ReconcileInvoice answer (the totals stay exact): two
-	// full lists of the longest values stay under a client's default 4 MiB receive limit.
+	// full lists of the longest values (about 180 bytes an entry) stay under a gRPC client's
+	// default 4 MiB receive limit.
 	maxDifferences = 10000
 	// maxInvoiceChunk bounds the lines of one request message.
 	maxInvoiceChunk = 10000
 	// stageChunk is how many lines are staged per store call: small messages are gathered,
 	// so a client sending a line per message costs no more than one sending thousands.
 	stageChunk = 5000
-	// maxInvoiceValue bounds a billed value (the staging column's size).
-	maxInvoiceValue = 256
+	// maxInvoiceValue bounds a billed value: the longest member id, and the staging column.
+	maxInvoiceValue = 128
 	// staleRunAge is older than any reconciliation lasts: a run this old was left behind by a
 	// crash, and the next call deletes its lines.
 	staleRunAge = 24 * time.Hour

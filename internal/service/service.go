@@ -96,6 +96,8 @@ func (b *base) toStatus(ctx context.Context, err error) error {
 		code = codes.PermissionDenied
 	case errors.Is(err, enrollment.ErrUnauthenticated):
 		code = codes.Unauthenticated
+	case errors.Is(err, enrollment.ErrUnavailable):
+		code = codes.Unavailable
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "request cancelled")
 	case errors.Is(err, context.DeadlineExceeded):

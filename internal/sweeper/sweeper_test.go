@@ -268,13 +268,21 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	f, s := fixture(t, gormtest.Engines(t)[0])
 	f.Subjects(storetest.CohortA, "A-1")
 	b := f.Issue("batch-a", storetest.CohortA)
+	code := f.Codes(b.ID)["A-1"]
 	clk := clock.NewFake(b.RedeemBy)
 	sw := sweeper.New(sweeper.Config{Store: s, Clock: clk, Log: discard, Owner: "replica-a", Interval: time.Hour})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() { sw.Run(ctx); close(done) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for wantCounters(t, s, "while running")["cohort-a/code/EXPIRED"] != 1 {
+	for {
+		v, err := s.LookupCode(t.Context(), [][]byte{code})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Code.State == enrollment.CodeExpired {
+			break
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("Run did not sweep within 10s")
 		}
@@ -285,5 +293,8 @@ func TestRunStopsWithItsContext(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
+	}
+	if got := wantCounters(t, s, "after Run"); got["cohort-a/code/EXPIRED"] != 1 {
+		t.Fatalf("counters after Run = %v", got)
 	}
 }

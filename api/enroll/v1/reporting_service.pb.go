@@ -1310,7 +1310,7 @@ type InvoiceLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The line number in the vendor's file (1-based), used to point at it in the answer.
 	Line int64 `protobuf:"varint,1,opt,name=line,proto3" json:"line,omitempty"`
-	// What the line bills. Exactly one is required.
+	// What the line bills. Exactly one is required, of at most 128 bytes.
 	//
 	// Types that are valid to be assigned to Value:
 	//

@@ -133,6 +133,12 @@ func (s *Store) RedeemCode(ctx context.Context, hmacs [][]byte, enrollmentID str
 			}
 			return err
 		}
+		row.State, row.RedeemTime = string(enrollment.CodeRedeemed), &now
+		if view, err = s.codeView(tx, row); err != nil {
+			return err
+		}
+		// The counters and the partner's event sequence are rows every redemption writes: on
+		// PostgreSQL their row locks serialise redemptions until commit, so they come last.
 		d := deltas{}
 		d.move(row.IncidentID, row.CohortID, enrollment.CountCodes, string(enrollment.CodeIssued), string(enrollment.CodeRedeemed), now)
 		d.add(row.IncidentID, row.CohortID, enrollment.CountEnrollments, string(enrollment.EnrollmentPending), 1, now)
@@ -140,10 +146,6 @@ func (s *Store) RedeemCode(ctx context.Context, hmacs [][]byte, enrollmentID str
 			return err
 		}
 		if err := appendEvent(tx, "enrollment.created", "enrollments/"+e.ID, e.IncidentID, e.PartnerID, 1, now); err != nil {
-			return err
-		}
-		row.State, row.RedeemTime = string(enrollment.CodeRedeemed), &now
-		if view, err = s.codeView(tx, row); err != nil {
 			return err
 		}
 		out = e.toDomain()

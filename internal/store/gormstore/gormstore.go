@@ -11,12 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-sqlite3"
 	"gorm.io/driver/postgres"
 	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 
 	"github.com/idprotect/enroll/internal/audit"
+	"github.com/idprotect/enroll/internal/enrollment"
 	"github.com/idprotect/enroll/internal/store"
 )
 
@@ -102,7 +104,7 @@ func sqliteDSN(path string) string {
 	if strings.HasPrefix(path, "file:") && strings.Contains(path, "?") {
 		return path
 	}
-	params := "_journal_mode=WAL&_busy_timeout=10000&_txlock=immediate&_synchronous=NORMAL&_foreign_keys=on&_cache_size=-65536"
+	params := "_journal_mode=WAL&_busy_timeout=30000&_txlock=immediate&_synchronous=NORMAL&_foreign_keys=on&_cache_size=-65536"
 	if strings.HasPrefix(path, "file:") {
 		return path + "?" + params
 	}
@@ -134,7 +136,17 @@ func (s *Store) DB() *gorm.DB { return s.db }
 // recorded yet, this one records it too, so the change and its audit entry commit or roll
 // back together.
 func (s *Store) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	return s.db.WithContext(ctx).Transaction(withAudit(ctx, fn))
+	return busy(s.db.WithContext(ctx).Transaction(withAudit(ctx, fn)))
+}
+
+// busy turns SQLite's "database is locked" (a writer waited out the busy timeout) into a
+// retryable error: under overload the caller should back off and retry, not see Internal.
+func busy(err error) error {
+	var se sqlite3.Error
+	if errors.As(err, &se) && (se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked) {
+		return enrollment.Unavailablef("the database is busy; retry in a moment")
+	}
+	return err
 }
 
 func withAudit(ctx context.Context, fn func(tx *gorm.DB) error) func(tx *gorm.DB) error {

@@ -1,6 +1,7 @@
 package gormstore_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -125,6 +126,41 @@ func TestResendRequestsRecordMatches(t *testing.T) {
 				if want := storetest.RedeemTime.Add(time.Duration(i) * time.Second); !rows[i].RequestTime.Equal(want) {
 					t.Fatalf("request %d time = %s, want %s", i, rows[i].RequestTime, want)
 				}
+			}
+		})
+	}
+}
+
+// TestClaimLeaseHeldElsewhereDoesNotWait: a replica asking for a lease another one holds gets
+// its "no" at once, even while a write transaction is open (the holder sweeping): on SQLite
+// the claim must not queue for the write lock, on PostgreSQL not for the lease row.
+func TestClaimLeaseHeldElsewhereDoesNotWait(t *testing.T) {
+	t.Parallel()
+	for _, engine := range gormtest.Engines(t) {
+		t.Run(engine.Name, func(t *testing.T) {
+			t.Parallel()
+			s := engine.Open(t)
+			now := storetest.Base
+			if ok, err := s.ClaimLease(t.Context(), "sweeper", "replica-a", now, now.Add(2*time.Minute)); err != nil || !ok {
+				t.Fatalf("first claim = %v, %v", ok, err)
+			}
+			tx := s.DB().Begin()
+			if tx.Error != nil {
+				t.Fatal(tx.Error)
+			}
+			t.Cleanup(func() { tx.Rollback() })
+			if err := tx.Exec("UPDATE leases SET until = until WHERE name = ?", "sweeper").Error; err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+			began := time.Now()
+			ok, err := s.ClaimLease(ctx, "sweeper", "replica-b", now.Add(time.Minute), now.Add(3*time.Minute))
+			if err != nil || ok {
+				t.Fatalf("claim of a held lease during a write transaction = %v, %v after %s; want false at once", ok, err, time.Since(began))
+			}
+			if d := time.Since(began); d > time.Second {
+				t.Fatalf("claim of a held lease waited %s for the open transaction", d)
 			}
 		})
 	}

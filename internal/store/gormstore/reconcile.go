@@ -36,11 +36,11 @@ type invoiceLineRow struct {
 	Line  int64  `gorm:"primaryKey;autoIncrement:false;index:invoice_lines_match,priority:3"`
 	// Kind is lineMember or lineEnrollment: what Value is.
 	Kind  string `gorm:"size:1;not null"`
-	Value string `gorm:"size:256;not null"`
+	Value string `gorm:"size:128;not null"`
 	// MatchKey is the id of the enrollment the line names (resolved when staged), or
 	// kind:value when it names none: two lines with one key bill one thing twice, and the
 	// anti-join for billable-not-billed looks enrollment ids up here (ids never hold ':').
-	MatchKey string `gorm:"size:260;not null;index:invoice_lines_match,priority:2"`
+	MatchKey string `gorm:"size:132;not null;index:invoice_lines_match,priority:2"`
 }
 
 func (invoiceLineRow) TableName() string { return "invoice_lines" }

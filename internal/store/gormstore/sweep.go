@@ -11,7 +11,18 @@ import (
 
 // ClaimLease takes or renews the named lease for owner until until, if it is free, expired
 // at now, or already owner's. The conditional upsert is atomic on both engines.
+//
+// A lease another owner holds is refused after a plain read first: a waiting replica asks
+// every interval, and its upsert would need SQLite's write lock, queueing behind the holder's
+// back-to-back sweep transactions until the busy timeout failed it ("database is locked").
 func (s *Store) ClaimLease(ctx context.Context, name, owner string, now, until time.Time) (bool, error) {
+	var held []leaseRow
+	if err := s.db.WithContext(ctx).Where("name = ?", name).Limit(1).Find(&held).Error; err != nil {
+		return false, err
+	}
+	if len(held) == 1 && held[0].Owner != owner && !held[0].Until.Before(now) {
+		return false, nil
+	}
 	res := s.db.WithContext(ctx).Exec(`INSERT INTO leases (name, owner, until) VALUES (?, ?, ?)
 		ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
 		WHERE leases.until < ? OR leases.owner = excluded.owner`, name, owner, until, now)
