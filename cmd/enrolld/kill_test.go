@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
@@ -254,7 +254,7 @@ func redeemSample(t *testing.T, d *daemon, codes []string, every int) int {
 		for {
 			// Unavailable (the database busy under overload) is retryable by contract.
 			_, err := d.redeem.RedeemCode(ctx, &enrollv1.RedeemCodeRequest{Code: sample[i]})
-			if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			if status.Code(err) != grpccodes.Unavailable || ctx.Err() != nil {
 				return err
 			}
 			time.Sleep(100 * time.Millisecond)
