@@ -25,7 +25,7 @@ build: ## Build enrolld and enrollctl into ./bin.
 	go build -o $(BIN)/enrollctl ./cmd/enrollctl
 
 test: ## Run every test (PostgreSQL tests skip unless ENROLL_TEST_POSTGRES_DSN is set).
-	$(GOTEST) $(RACE) -count=1 ./...
+	$(GOTEST) $(RACE) -count=1 -timeout 25m ./...
 
 test-postgres: ## Run the store and end-to-end tests against $$ENROLL_TEST_POSTGRES_DSN.
 	@test -n "$$ENROLL_TEST_POSTGRES_DSN" || { echo "set ENROLL_TEST_POSTGRES_DSN=postgres://..."; exit 1; }
