@@ -7,6 +7,7 @@ package idempotency
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
 	"github.com/idprotect/enroll/internal/auth"
 	"github.com/idprotect/enroll/internal/clock"
 	"github.com/idprotect/enroll/internal/store"
@@ -68,7 +70,11 @@ func noteReplay(ctx context.Context) {
 
 // UnaryServerInterceptor applies idempotency to requests that have a request_id field. It
 // sits after authentication (outcomes are scoped per client) and after rate limits.
-func UnaryServerInterceptor(st Store, clk clock.Clock) grpc.UnaryServerInterceptor {
+//
+// hashKey keys the request fingerprint: requests can carry low-entropy personal data (a
+// lost-code request's name, birth date and SSN), which a plain hash would expose to an
+// offline dictionary attack on the stored fingerprints.
+func UnaryServerInterceptor(st Store, clk clock.Clock, hashKey []byte) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		msg, ok := req.(proto.Message)
 		if !ok {
@@ -96,7 +102,7 @@ func UnaryServerInterceptor(st Store, clk clock.Clock) grpc.UnaryServerIntercept
 		if p, ok := auth.PrincipalFrom(ctx); ok {
 			scope = "client:" + p.ClientID
 		}
-		hash, err := requestHash(info.FullMethod, msg)
+		hash, err := requestHash(hashKey, info.FullMethod, msg)
 		if err != nil {
 			return nil, status.Error(codes.Internal, "failed to fingerprint the request")
 		}
@@ -121,7 +127,7 @@ func UnaryServerInterceptor(st Store, clk clock.Clock) grpc.UnaryServerIntercept
 		var body []byte
 		if herr == nil {
 			if m, ok := resp.(proto.Message); ok {
-				a, err := anypb.New(m)
+				a, err := anypb.New(withoutSecrets(m))
 				if err == nil {
 					body, err = proto.Marshal(a)
 				}
@@ -160,7 +166,7 @@ func replay(rec *store.IdempotencyRecord, method string, hash []byte) (any, erro
 }
 
 // requestHash fingerprints the request without its request id, deterministically.
-func requestHash(method string, msg proto.Message) ([]byte, error) {
+func requestHash(key []byte, method string, msg proto.Message) ([]byte, error) {
 	c := proto.Clone(msg)
 	r := c.ProtoReflect()
 	r.Clear(r.Descriptor().Fields().ByName("request_id"))
@@ -168,7 +174,7 @@ func requestHash(method string, msg proto.Message) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.New()
+	h := hmac.New(sha256.New, key)
 	h.Write([]byte(method))
 	h.Write([]byte{0})
 	h.Write(b)
@@ -185,4 +191,16 @@ func validKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// withoutSecrets is the response as it may be stored: a secret shown once (a new client's
+// secret) is never written to the idempotency table, so a replay returns the client without
+// it, and whoever lost the first response creates a new client.
+func withoutSecrets(m proto.Message) proto.Message {
+	if r, ok := m.(*enrollv1.CreateClientResponse); ok && r.GetClientSecret() != "" {
+		c := proto.Clone(r).(*enrollv1.CreateClientResponse)
+		c.ClientSecret = ""
+		return c
+	}
+	return m
 }

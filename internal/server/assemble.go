@@ -132,7 +132,7 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 		Unary: []grpc.UnaryServerInterceptor{
 			limits.UnaryServerInterceptor(lim),
 			audit.UnaryServerInterceptor(st, clk, audited),
-			idempotency.UnaryServerInterceptor(st, clk),
+			idempotency.UnaryServerInterceptor(st, clk, deriveKey(idSecret, "idempotency-fingerprint")),
 		},
 		Stream:  []grpc.StreamServerInterceptor{audit.StreamServerInterceptor(st, clk, audited)},
 		Workers: []func(context.Context){runner.Run, sweep.Run},

@@ -242,6 +242,7 @@ func (r *finRun) run(e gormtest.Engine) {
 			final.codes.outstanding, final.enr.pending, final.enr.active)
 	}
 	r.checkSweepLog()
+	r.reportUnexpected()
 	r.logStats(e.Name)
 	t.Logf("%s: %d operations, %d clock jumps (%v of fake time), %d idempotent retries, total %v",
 		e.Name, perPhase*r.p.phases, r.jumps.Load(), time.Duration(r.advanced.Load()).Round(time.Hour),

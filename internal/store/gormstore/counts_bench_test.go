@@ -149,9 +149,34 @@ func benchBuild(b *testing.B, s *gormstore.Store, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// The code table's indexes (one unique on random HMACs) are dropped for the load and
+	// built again from their own DDL afterwards: sorting once is far faster than millions of
+	// random B-tree inserts.
+	var indexes []string
+	if err := s.DB().Raw("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'codes' AND sql IS NOT NULL").
+		Scan(&indexes).Error; err != nil {
+		b.Fatal(err)
+	}
+	for _, ddl := range indexes {
+		name := strings.Fields(ddl[strings.Index(strings.ToUpper(ddl), "INDEX")+len("INDEX"):])[0]
+		if err := s.DB().Exec("DROP INDEX " + name).Error; err != nil {
+			b.Fatal(err)
+		}
+	}
+	loadStart := time.Now()
 	if err := benchInsertCodes(ctx, sqlDB, n); err != nil {
 		b.Fatal(err)
 	}
+	indexStart := time.Now()
+	for _, ddl := range indexes {
+		if err := s.DB().Exec(ddl).Error; err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.DB().Exec("ANALYZE").Error; err != nil {
+		b.Fatal(err)
+	}
+	countStart := time.Now()
 	// The counters come from a recount, then must equal one: a cheap proof that what the
 	// benchmark reads is the truth and not an empty table.
 	if err := s.RepairCounters(ctx, benchIncident); err != nil {
@@ -171,6 +196,9 @@ func benchBuild(b *testing.B, s *gormstore.Store, n int) {
 	if got := benchCodeTotal(b, s); got != int64(n) {
 		b.Fatalf("counters hold %d codes, want %d", got, n)
 	}
+	b.Logf("setup: %d codes loaded in %v, %d indexes built in %v, counters repaired and checked against a recount in %v",
+		n, indexStart.Sub(loadStart).Round(time.Millisecond), len(indexes), countStart.Sub(indexStart).Round(time.Millisecond),
+		time.Since(countStart).Round(time.Millisecond))
 }
 
 // benchInsertCodes writes n code rows in transactions of 100000 rows, 500 rows a statement.
@@ -250,8 +278,7 @@ func benchInsertCodes(ctx context.Context, db *sql.DB, n int) error {
 			return err
 		}
 	}
-	_, err := db.ExecContext(ctx, "ANALYZE")
-	return err
+	return nil
 }
 
 // BenchmarkCounters reads the incident's counters as GetCounts does.

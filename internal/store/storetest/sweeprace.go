@@ -8,8 +8,9 @@ import (
 	"github.com/idprotect/enroll/internal/enrollment"
 )
 
-// race runs sweep and each of writers at once and returns their errors.
-func race(sweep func() (int, error), writers ...func() error) (swept int, sweepErr error, errs []error) {
+// race runs sweep and each of writers at once; it returns what the sweep reported, the
+// writers' errors and the sweep's.
+func race(sweep func() (int, error), writers ...func() error) (swept int, errs []error, sweepErr error) {
 	errs = make([]error, len(writers))
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -19,7 +20,7 @@ func race(sweep func() (int, error), writers ...func() error) (swept int, sweepE
 	}
 	close(start)
 	wg.Wait()
-	return swept, sweepErr, errs
+	return swept, errs, sweepErr
 }
 
 // wantOKOr fails t unless each err is nil or of kind; it returns which succeeded.
@@ -61,7 +62,7 @@ var sweepRaceTests = map[string]func(t *testing.T, open OpenFunc){
 				return err
 			})
 		}
-		swept, err, errs := race(func() (int, error) { return f.S.SweepCodes(ctx, due, 1000) }, writers...)
+		swept, errs, err := race(func() (int, error) { return f.S.SweepCodes(ctx, due, 1000) }, writers...)
 		must(t, err, "code sweep")
 		// A reissue that loses to the sweep on the old code is told to read it again; the
 		// retry then finds no live code and issues the new one.
@@ -115,7 +116,7 @@ var sweepRaceTests = map[string]func(t *testing.T, open OpenFunc){
 				return err
 			})
 		}
-		n, err, errs := race(func() (int, error) { return f.S.SweepEnrollments(ctx, deadline, 1000) }, writers...)
+		n, errs, err := race(func() (int, error) { return f.S.SweepEnrollments(ctx, deadline, 1000) }, writers...)
 		must(t, err, "lapse sweep")
 		ok := wantOKOr(t, "cancel", errs[:len(cancelled)], enrollment.ErrFailedPrecondition)
 		for i, err := range errs[len(cancelled):] {
@@ -148,7 +149,7 @@ var sweepRaceTests = map[string]func(t *testing.T, open OpenFunc){
 		for _, ref := range activated[:5] {
 			writers = append(writers, cancel(ref, notice))
 		}
-		n, err, errs = race(func() (int, error) { return f.S.SweepExpiring(ctx, notice, 30*24*time.Hour, 1000) }, writers...)
+		n, errs, err = race(func() (int, error) { return f.S.SweepExpiring(ctx, notice, 30*24*time.Hour, 1000) }, writers...)
 		must(t, err, "expiring sweep")
 		for i, err := range errs {
 			must(t, err, "cancel "+activated[i])
@@ -160,7 +161,7 @@ var sweepRaceTests = map[string]func(t *testing.T, open OpenFunc){
 		for _, ref := range activated[5:8] {
 			writers = append(writers, cancel(ref, end.Add(-time.Second)))
 		}
-		expired, err, errs := race(func() (int, error) { return f.S.SweepEnrollments(ctx, end, 1000) }, writers...)
+		expired, errs, err := race(func() (int, error) { return f.S.SweepEnrollments(ctx, end, 1000) }, writers...)
 		must(t, err, "expiry sweep")
 		ok = wantOKOr(t, "cancel", errs, enrollment.ErrFailedPrecondition)
 		f.wantCountersEqualRecount("after round 3")
