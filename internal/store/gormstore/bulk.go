@@ -51,74 +51,81 @@ func codeValues(b *batchRow, r *codeRow, now time.Time) []any {
 		int64(r.Attempt), string(enrollment.CodeIssued), now, b.RedeemBy, ""}
 }
 
-// insertCodes writes code rows: COPY on PostgreSQL (inside a bulkTx), multi-row INSERT
-// statements elsewhere. Both bypass gorm's Create, which reflects over every row: this is the
-// hot path of a 50M-code issuance.
+// insertCodes writes code rows. It bypasses gorm's Create, which reflects over every row:
+// this is the hot path of a 50M-code issuance.
 func (s *Store) insertCodes(tx *gorm.DB, b *batchRow, rows []codeRow, now time.Time) error {
-	if conn, ok := tx.Statement.Context.Value(bulkTxKey{}).(*sql.Conn); ok {
-		if err := copyCodes(tx.Statement.Context, conn, b, rows, now); err != nil {
-			return fmt.Errorf("failed to copy codes: %w", s.translate(err))
-		}
-		return nil
-	}
-	return s.insertCodesMultiRow(tx, b, rows, now)
-}
-
-func copyCodes(ctx context.Context, conn *sql.Conn, b *batchRow, rows []codeRow, now time.Time) error {
-	return conn.Raw(func(dc any) error {
-		sc, ok := dc.(*stdlib.Conn)
-		if !ok {
-			return errors.New("bulk insert needs the pgx driver")
-		}
-		i := 0
-		n, err := sc.Conn().CopyFrom(ctx, pgx.Identifier{"codes"}, codeColumns, pgx.CopyFromFunc(func() ([]any, error) {
-			if i == len(rows) {
-				return nil, nil
-			}
-			i++
-			return codeValues(b, &rows[i-1], now), nil
-		}))
-		if err != nil {
-			return err // raw, so that translate recognises a unique violation
-		}
-		if n != int64(len(rows)) {
-			return fmt.Errorf("copied %d codes, want %d", n, len(rows))
-		}
-		return nil
+	err := s.bulkInsert(tx, "codes", codeColumns, codeInsertRows, len(rows), func(i int) []any {
+		return codeValues(b, &rows[i], now)
 	})
+	if err != nil {
+		return fmt.Errorf("failed to insert codes: %w", err)
+	}
+	return nil
 }
 
 // codeInsertRows is how many rows one INSERT statement carries: 12 columns × 200 rows stays
 // well under both engines' bound-parameter limits while amortising statement overhead.
 const codeInsertRows = 200
 
-func (s *Store) insertCodesMultiRow(tx *gorm.DB, b *batchRow, rows []codeRow, now time.Time) error {
-	cols := len(codeColumns)
-	var sql strings.Builder
-	args := make([]any, 0, codeInsertRows*cols)
-	for start := 0; start < len(rows); start += codeInsertRows {
-		part := rows[start:min(start+codeInsertRows, len(rows))]
-		sql.Reset()
-		sql.WriteString("INSERT INTO codes (" + strings.Join(codeColumns, ", ") + ") VALUES ")
+// bulkInsert writes n rows into table: COPY on PostgreSQL inside a bulkTx, multi-row INSERT
+// statements of perStmt rows elsewhere. values(i) gives row i's values in cols order. Errors
+// are translated, so a unique violation is gorm.ErrDuplicatedKey on both paths.
+func (s *Store) bulkInsert(tx *gorm.DB, table string, cols []string, perStmt, n int, values func(i int) []any) error {
+	ctx := tx.Statement.Context
+	if conn, ok := ctx.Value(bulkTxKey{}).(*sql.Conn); ok {
+		return s.translate(copyRows(ctx, conn, table, cols, n, values))
+	}
+	var q strings.Builder
+	args := make([]any, 0, perStmt*len(cols))
+	for start := 0; start < n; start += perStmt {
+		end := min(start+perStmt, n)
+		q.Reset()
+		q.WriteString("INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES ")
 		args = args[:0]
-		for i := range part {
-			if i > 0 {
-				sql.WriteByte(',')
+		for i := start; i < end; i++ {
+			if i > start {
+				q.WriteByte(',')
 			}
-			sql.WriteByte('(')
+			q.WriteByte('(')
 			for c := range cols {
 				if c > 0 {
-					sql.WriteByte(',')
+					q.WriteByte(',')
 				}
-				s.placeholder(&sql, i*cols+c+1)
+				s.placeholder(&q, (i-start)*len(cols)+c+1)
 			}
-			sql.WriteByte(')')
-			args = append(args, codeValues(b, &part[i], now)...)
+			q.WriteByte(')')
+			args = append(args, values(i)...)
 		}
-		// Straight to database/sql: gorm's Exec would expand each []byte HMAC into a list.
-		if _, err := tx.Statement.ConnPool.ExecContext(tx.Statement.Context, sql.String(), args...); err != nil {
-			return fmt.Errorf("failed to insert codes: %w", s.translate(err))
+		// Straight to database/sql: gorm's Exec would expand each []byte value into a list.
+		if _, err := tx.Statement.ConnPool.ExecContext(ctx, q.String(), args...); err != nil {
+			return s.translate(err)
 		}
 	}
 	return nil
+}
+
+// copyRows sends n rows with COPY on the bulk transaction's own connection. The error is
+// returned raw, so that translate recognises a unique violation.
+func copyRows(ctx context.Context, conn *sql.Conn, table string, cols []string, n int, values func(i int) []any) error {
+	return conn.Raw(func(dc any) error {
+		sc, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return errors.New("bulk insert needs the pgx driver")
+		}
+		i := 0
+		copied, err := sc.Conn().CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromFunc(func() ([]any, error) {
+			if i == n {
+				return nil, nil
+			}
+			i++
+			return values(i - 1), nil
+		}))
+		if err != nil {
+			return err
+		}
+		if copied != int64(n) {
+			return fmt.Errorf("copied %d rows into %s, want %d", copied, table, n)
+		}
+		return nil
+	})
 }

@@ -2,15 +2,10 @@ package gormstore
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/gorm"
 
 	"github.com/idprotect/enroll/internal/enrollment"
@@ -130,52 +125,10 @@ const invoiceInsertRows = 400
 // INSERT statements elsewhere, as insertCodes does; gorm's Create, reflecting over every row,
 // was most of the time of staging a large invoice.
 func (s *Store) insertInvoiceLines(tx *gorm.DB, rows []invoiceLineRow) error {
-	values := func(r *invoiceLineRow) []any { return []any{r.RunID, r.Line, r.Kind, r.Value, r.MatchKey} }
-	ctx := tx.Statement.Context
-	if conn, ok := ctx.Value(bulkTxKey{}).(*sql.Conn); ok {
-		return conn.Raw(func(dc any) error {
-			sc, ok := dc.(*stdlib.Conn)
-			if !ok {
-				return errors.New("bulk insert needs the pgx driver")
-			}
-			i := 0
-			_, err := sc.Conn().CopyFrom(ctx, pgx.Identifier{"invoice_lines"}, invoiceLineColumns, pgx.CopyFromFunc(func() ([]any, error) {
-				if i == len(rows) {
-					return nil, nil
-				}
-				i++
-				return values(&rows[i-1]), nil
-			}))
-			return s.translate(err)
-		})
-	}
-	cols := len(invoiceLineColumns)
-	var q strings.Builder
-	args := make([]any, 0, invoiceInsertRows*cols)
-	for start := 0; start < len(rows); start += invoiceInsertRows {
-		part := rows[start:min(start+invoiceInsertRows, len(rows))]
-		q.Reset()
-		q.WriteString("INSERT INTO invoice_lines (" + strings.Join(invoiceLineColumns, ", ") + ") VALUES ")
-		args = args[:0]
-		for i := range part {
-			if i > 0 {
-				q.WriteByte(',')
-			}
-			q.WriteByte('(')
-			for c := range cols {
-				if c > 0 {
-					q.WriteByte(',')
-				}
-				s.placeholder(&q, i*cols+c+1)
-			}
-			q.WriteByte(')')
-			args = append(args, values(&part[i])...)
-		}
-		if _, err := tx.Statement.ConnPool.ExecContext(ctx, q.String(), args...); err != nil {
-			return s.translate(err)
-		}
-	}
-	return nil
+	return s.bulkInsert(tx, "invoice_lines", invoiceLineColumns, invoiceInsertRows, len(rows), func(i int) []any {
+		r := &rows[i]
+		return []any{r.RunID, r.Line, r.Kind, r.Value, r.MatchKey}
+	})
 }
 
 // resolveMembers maps member ids to enrollment ids: the partner's own enrollment if it has

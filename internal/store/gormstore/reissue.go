@@ -86,7 +86,7 @@ func (s *Store) ReissueCode(ctx context.Context, incidentID, externalRef, reason
 		if err != nil {
 			return err
 		}
-		if err := s.insertCodesMultiRow(tx, &bRow, rows, now); err != nil {
+		if err := s.insertCodes(tx, &bRow, rows, now); err != nil {
 			return err
 		}
 		d.add(incidentID, cohortID, enrollment.CountCodes, string(enrollment.CodeIssued), 1, now)
