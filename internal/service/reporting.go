@@ -23,14 +23,6 @@ func (s *ReportingServer) GetCounts(ctx context.Context, req *enrollv1.GetCounts
 	if _, err := s.Store.GetIncident(ctx, incidentID); err != nil {
 		return nil, s.toStatus(ctx, err)
 	}
-	rows, err := s.Store.Counters(ctx, incidentID)
-	if err != nil {
-		return nil, s.toStatus(ctx, err)
-	}
-	resp := &enrollv1.GetCountsResponse{
-		Incident: incidentName(incidentID), Codes: &enrollv1.CodeCounts{},
-		Enrollments: &enrollv1.EnrollmentCounts{}, ReadTime: ts(s.now()),
-	}
 	from, to := req.GetFromDay(), req.GetToDay()
 	if (from == "") != (to == "") {
 		return nil, s.toStatus(ctx, enrollment.Invalidf("set both from_day and to_day (YYYY-MM-DD) for daily counts, or neither"))
@@ -39,6 +31,19 @@ func (s *ReportingServer) GetCounts(ctx context.Context, req *enrollv1.GetCounts
 		if _, err := time.Parse(time.DateOnly, d); d != "" && err != nil {
 			return nil, s.toStatus(ctx, enrollment.Invalidf("from_day and to_day must look like 2026-10-31"))
 		}
+	}
+	// Daily rows grow with the incident's age: read them only when asked for.
+	read := s.Store.StateCounters
+	if from != "" {
+		read = s.Store.Counters
+	}
+	rows, err := read(ctx, incidentID)
+	if err != nil {
+		return nil, s.toStatus(ctx, err)
+	}
+	resp := &enrollv1.GetCountsResponse{
+		Incident: incidentName(incidentID), Codes: &enrollv1.CodeCounts{},
+		Enrollments: &enrollv1.EnrollmentCounts{}, ReadTime: ts(s.now()),
 	}
 	byCohort := map[string]*enrollv1.CohortCounts{}
 	for _, r := range rows {

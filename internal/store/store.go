@@ -148,6 +148,9 @@ type Store interface {
 	// ListAudit returns up to limit audit entries with seq > after, in order.
 	ListAudit(ctx context.Context, after int64, limit int) ([]audit.Entry, error)
 
+	// StateCounters returns only the state counters of an incident (no daily rows): what
+	// GetCounts reads, a handful of rows per cohort however long the incident runs.
+	StateCounters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
 	// Counters returns the counter rows of an incident.
 	Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error)
 	// Recount recomputes the counter rows of an incident from the code and enrollment rows.

@@ -105,21 +105,31 @@ func appendEvent(tx *gorm.DB, typ, resource, incidentID, partnerID string, count
 	return tx.Create(&ev).Error
 }
 
-// Counters returns the counter rows of an incident: the state gauges, then the daily rows.
-func (s *Store) Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error) {
+// StateCounters returns the state gauges of an incident.
+func (s *Store) StateCounters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error) {
 	var rows []counterRow
 	if err := s.db.WithContext(ctx).Where("incident_id = ?", incidentID).Find(&rows).Error; err != nil {
+		return nil, err
+	}
+	out := make([]enrollment.CounterRow, 0, len(rows))
+	for _, r := range rows {
+		if r.N != 0 {
+			out = append(out, enrollment.CounterRow{IncidentID: r.IncidentID, CohortID: r.CohortID, Kind: enrollment.CounterKind(r.Kind), State: r.State, N: r.N})
+		}
+	}
+	sortCounters(out)
+	return out, nil
+}
+
+// Counters returns the counter rows of an incident: the state gauges, then the daily rows.
+func (s *Store) Counters(ctx context.Context, incidentID string) ([]enrollment.CounterRow, error) {
+	out, err := s.StateCounters(ctx, incidentID)
+	if err != nil {
 		return nil, err
 	}
 	var daily []dailyCounterRow
 	if err := s.db.WithContext(ctx).Where("incident_id = ?", incidentID).Find(&daily).Error; err != nil {
 		return nil, err
-	}
-	out := make([]enrollment.CounterRow, 0, len(rows)+len(daily))
-	for _, r := range rows {
-		if r.N != 0 {
-			out = append(out, enrollment.CounterRow{IncidentID: r.IncidentID, CohortID: r.CohortID, Kind: enrollment.CounterKind(r.Kind), State: r.State, N: r.N})
-		}
 	}
 	for _, r := range daily {
 		if r.N != 0 {
