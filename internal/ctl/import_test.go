@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idprotect/enroll/internal/apiclient"
 	"github.com/idprotect/enroll/internal/eligibility"
 	"github.com/idprotect/enroll/internal/server/servertest"
 )
@@ -117,13 +116,14 @@ func TestImportStopsAtMaxErrors(t *testing.T) {
 		data    []byte
 		notSeen int64 // a bad line after the stop, which must not be reported
 		// read is the rows the summary must count: up to the second bad row when the
-		// reader stops, up to the end of the chunk holding it when the server does.
+		// reader stops, up to and including it when the server does (the rest of the
+		// message that carried it is neither read nor imported).
 		read int64
 	}{
 		{"broken CSV structure", generated(t, eligibility.GenerateOptions{Rows: 3000, Seed: 3}, structuralDamage(500, 1500, 2500)), 2500, 1499},
 		// Bad data on lines 502, 1502, 2502...: the second one stops the server inside the
 		// first chunk.
-		{"bad data", generated(t, eligibility.GenerateOptions{Rows: 12000, Seed: 4, Malformed: 12}, nil), 11502, apiclient.ImportChunkRows},
+		{"bad data", generated(t, eligibility.GenerateOptions{Rows: 12000, Seed: 4, Malformed: 12}, nil), 11502, 1501},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

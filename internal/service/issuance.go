@@ -30,6 +30,8 @@ const (
 func (s *AdminServer) ImportSubjects(stream enrollv1.AdminService_ImportSubjectsServer) error {
 	ctx := stream.Context()
 	imp := &importRun{s: s, resp: &enrollv1.ImportSubjectsResponse{}, seen: map[string][]byte{}}
+	// No store write may outlive the call.
+	defer imp.wait()
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -49,7 +51,7 @@ func (s *AdminServer) ImportSubjects(stream enrollv1.AdminService_ImportSubjects
 		if imp.resp.Stopped {
 			// The rows before the stop are kept, as the contract promises; a rerun of the
 			// file skips them as unchanged.
-			if err := imp.flush(ctx); err != nil {
+			if err := imp.finish(ctx); err != nil {
 				return s.toStatus(ctx, err)
 			}
 			return stream.SendAndClose(imp.resp)
@@ -58,7 +60,7 @@ func (s *AdminServer) ImportSubjects(stream enrollv1.AdminService_ImportSubjects
 	if imp.incidentID == "" {
 		return s.toStatus(ctx, enrollment.Invalidf("send at least one message with parent set to incidents/{incident}"))
 	}
-	if err := imp.flush(ctx); err != nil {
+	if err := imp.finish(ctx); err != nil {
 		return s.toStatus(ctx, err)
 	}
 	return stream.SendAndClose(imp.resp)
@@ -75,6 +77,17 @@ type importRun struct {
 	// reference repeated with different data inside one chunk is caught (across chunks the
 	// store catches it).
 	seen map[string][]byte
+	// inflight carries the outcome of the chunk being written, if any. One chunk is written
+	// while the next is received and hashed, so the database is never idle waiting for the
+	// stream; chunks still commit one after another, in file order.
+	inflight chan chunkResult
+	// rejected counts the rows of the current chunk refused before reaching the store.
+	rejected int64
+}
+
+type chunkResult struct {
+	res *enrollment.ImportResult
+	err error
 }
 
 func (r *importRun) accept(ctx context.Context, req *enrollv1.ImportSubjectsRequest) error {
@@ -97,6 +110,10 @@ func (r *importRun) accept(ctx context.Context, req *enrollv1.ImportSubjectsRequ
 		return enrollment.Invalidf("send at most %d subjects per message (got %d)", maxChunkRows, len(req.GetSubjects()))
 	}
 	for _, rec := range req.GetSubjects() {
+		if r.resp.Stopped {
+			// Rows after the one that hit the limit are neither read nor kept.
+			break
+		}
 		r.resp.RowsRead++
 		line := rec.GetLine()
 		if line <= 0 {
@@ -109,6 +126,7 @@ func (r *importRun) accept(ctx context.Context, req *enrollv1.ImportSubjectsRequ
 			}
 		}
 		if err != nil {
+			r.rejected++
 			r.reject(enrollment.ImportError{Line: line, Reason: err.Error()})
 			continue
 		}
@@ -130,19 +148,49 @@ func (r *importRun) reject(e enrollment.ImportError) {
 	}
 }
 
+// flush starts writing the rows received so far, once the chunk before them is written. If
+// the errors up to the end of that earlier chunk already exceed the limit, the stop lies
+// before these rows and they are dropped unwritten; if the limit was reached inside this
+// chunk, its rows before the stop are kept.
 func (r *importRun) flush(ctx context.Context) error {
-	if len(r.rows) == 0 {
-		return nil
-	}
-	res, err := r.s.Store.ImportSubjects(ctx, r.incidentID, r.rows)
-	if err != nil {
+	if err := r.wait(); err != nil {
 		return err
 	}
-	r.rows, r.seen = r.rows[:0], map[string][]byte{}
-	r.resp.Created += res.Created
-	r.resp.MembershipsAdded += res.MembershipsAdded
-	r.resp.Unchanged += res.Unchanged
-	for _, e := range res.Errors {
+	rows, stoppedEarlier := r.rows, r.resp.ErrorCount-r.rejected > r.maxErrors
+	r.rows, r.seen, r.rejected = make([]enrollment.SubjectRow, 0, importBatchRows), map[string][]byte{}, 0
+	if len(rows) == 0 || stoppedEarlier {
+		return nil
+	}
+	r.inflight = make(chan chunkResult, 1)
+	go func(done chan<- chunkResult) {
+		res, err := r.s.Store.ImportSubjects(ctx, r.incidentID, rows)
+		done <- chunkResult{res, err}
+	}(r.inflight)
+	return nil
+}
+
+// finish writes what is left and waits for it.
+func (r *importRun) finish(ctx context.Context) error {
+	if err := r.flush(ctx); err != nil {
+		return err
+	}
+	return r.wait()
+}
+
+// wait collects the chunk in flight, if any, into the response.
+func (r *importRun) wait() error {
+	if r.inflight == nil {
+		return nil
+	}
+	out := <-r.inflight
+	r.inflight = nil
+	if out.err != nil {
+		return out.err
+	}
+	r.resp.Created += out.res.Created
+	r.resp.MembershipsAdded += out.res.MembershipsAdded
+	r.resp.Unchanged += out.res.Unchanged
+	for _, e := range out.res.Errors {
 		r.reject(e)
 	}
 	sort.Slice(r.resp.Errors, func(i, j int) bool { return r.resp.Errors[i].Line < r.resp.Errors[j].Line })

@@ -16,7 +16,7 @@ import (
 // whole or not at all and a rerun of the same rows changes nothing.
 func (s *Store) ImportSubjects(ctx context.Context, incidentID string, rows []enrollment.SubjectRow) (*enrollment.ImportResult, error) {
 	res := &enrollment.ImportResult{}
-	err := s.tx(ctx, func(tx *gorm.DB) error {
+	err := s.bulkTx(ctx, func(tx *gorm.DB) error {
 		*res = enrollment.ImportResult{}
 		imp, err := s.newImporter(tx, incidentID, rows)
 		if err != nil {
@@ -39,6 +39,7 @@ const (
 )
 
 type importer struct {
+	s           *Store
 	tx          *gorm.DB
 	incidentID  string
 	rows        []enrollment.SubjectRow
@@ -55,7 +56,7 @@ type membershipKey struct {
 
 func (s *Store) newImporter(tx *gorm.DB, incidentID string, rows []enrollment.SubjectRow) (*importer, error) {
 	imp := &importer{
-		tx: tx, incidentID: incidentID, rows: rows,
+		s: s, tx: tx, incidentID: incidentID, rows: rows,
 		cohorts: map[string]bool{}, byRef: map[string]*subjectRow{},
 		byKey: map[string]*subjectRow{}, memberships: map[membershipKey]bool{},
 	}
@@ -163,20 +164,32 @@ func (imp *importer) run(res *enrollment.ImportResult) error {
 		adds = append(adds, pending{subj, r.CohortID})
 	}
 	if len(newSubjects) > 0 {
-		if err := imp.tx.CreateInBatches(newSubjects, importInsertRows).Error; err != nil {
+		ids, err := imp.s.allocateSubjectIDs(imp.tx, len(newSubjects))
+		if err != nil {
+			return err
+		}
+		for i, sr := range newSubjects {
+			sr.ID = ids[i]
+		}
+		err = imp.s.bulkInsert(imp.tx, "subjects", subjectColumns, importInsertRows, len(newSubjects), func(i int) []any {
+			sr := newSubjects[i]
+			return []any{sr.ID, sr.IncidentID, sr.ExternalRef, sr.IdentityKey, sr.CohortID}
+		})
+		if err != nil {
 			return fmt.Errorf("failed to insert subjects: %w", err)
 		}
 	}
 	if len(adds) == 0 {
 		return nil
 	}
-	ms := make([]membershipRow, len(adds))
 	perCohort := map[string]int64{}
-	for i, a := range adds {
-		ms[i] = membershipRow{IncidentID: imp.incidentID, CohortID: a.cohort, SubjectID: a.subject.ID}
+	for _, a := range adds {
 		perCohort[a.cohort]++
 	}
-	if err := imp.tx.CreateInBatches(ms, importInsertRows).Error; err != nil {
+	err := imp.s.bulkInsert(imp.tx, "subject_cohorts", membershipColumns, importInsertRows, len(adds), func(i int) []any {
+		return []any{imp.incidentID, adds[i].cohort, adds[i].subject.ID}
+	})
+	if err != nil {
 		return fmt.Errorf("failed to insert cohort memberships: %w", err)
 	}
 	for cohort, n := range perCohort {
@@ -226,6 +239,34 @@ func (s *Store) findIn(tx *gorm.DB, dest any, query string, first any, col strin
 		}
 	}
 	return rows.Err()
+}
+
+var (
+	subjectColumns    = []string{"id", "incident_id", "external_ref", "identity_key", "cohort_id"}
+	membershipColumns = []string{"incident_id", "cohort_id", "subject_id"}
+)
+
+// allocateSubjectIDs reserves ids for n new subjects, so that they and their memberships can
+// be written with bulk statements (COPY returns no ids). PostgreSQL draws them from the
+// table's own sequence, which concurrent importers share safely; SQLite continues after the
+// largest id, which is safe because BEGIN IMMEDIATE makes this transaction the only writer.
+func (s *Store) allocateSubjectIDs(tx *gorm.DB, n int) ([]int64, error) {
+	ids := make([]int64, 0, n)
+	if s.driver == DriverPostgres {
+		err := tx.Raw("SELECT nextval(pg_get_serial_sequence('subjects', 'id')) FROM generate_series(1, ?)", n).Scan(&ids).Error
+		if err == nil && len(ids) != n {
+			err = fmt.Errorf("allocated %d subject ids, want %d", len(ids), n)
+		}
+		return ids, err
+	}
+	var last int64
+	if err := tx.Raw("SELECT COALESCE(MAX(id), 0) FROM subjects").Scan(&last).Error; err != nil {
+		return nil, err
+	}
+	for i := range int64(n) {
+		ids = append(ids, last+1+i)
+	}
+	return ids, nil
 }
 
 // chunk splits n items into [start, end) ranges of at most size, keeping IN lists under the
