@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
+	enrollcodes "github.com/idprotect/enroll/internal/codes"
 	"github.com/idprotect/enroll/internal/enrollment"
 	"github.com/idprotect/enroll/internal/store/gormstore"
 )
@@ -60,4 +61,19 @@ func batchCodeRows(t testing.TB, st *gormstore.Store, batchID string) (rows, sub
 		t.Fatalf("count code rows: %v", err)
 	}
 	return rows, subjects
+}
+
+// codeHMAC is the lookup digest the database stores for a display code, under the keyring's
+// current key.
+func codeHMAC(t testing.TB, keyring *enrollcodes.Keyring, code string) []byte {
+	t.Helper()
+	parsed, err := enrollcodes.Parse(code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := keyring.Sum(keyring.Current(), parsed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -135,6 +136,23 @@ func newDaemon(t *testing.T, e gormtest.Engine, flags ...string) *daemon {
 		"ENROLL_JWT_KEYS="+auth.EncodeSigningKey(jwtKey),
 		"ENROLL_BOOTSTRAP_ADMIN_SECRET="+d.adminSecret,
 	)
+	d.cleanup()
+	return d
+}
+
+// replica is a second deployment of d's database with d's secrets and flags: another
+// replica of one service, as an orchestrator would run it. extra flags apply to it alone.
+func (d *daemon) replica(extra ...string) *daemon {
+	r := &daemon{
+		t: d.t, db: d.db, bin: d.bin, env: d.env, flags: append(slices.Clone(d.flags), extra...),
+		adminSecret: d.adminSecret, logDir: d.t.TempDir(),
+	}
+	r.cleanup()
+	return r
+}
+
+func (d *daemon) cleanup() {
+	t := d.t
 	t.Cleanup(func() {
 		if d.running() {
 			_ = d.cmd.Process.Kill()
@@ -147,13 +165,20 @@ func newDaemon(t *testing.T, e gormtest.Engine, flags ...string) *daemon {
 			t.Logf("last lines of %s (successful calls left out):\n%s", d.logPath, tail(d.log(), 40))
 		}
 	})
-	return d
 }
 
 // start runs a new enrolld process on fresh loopback ports and waits until gRPC health says
 // SERVING, then connects the clients and fetches an admin token. extra flags apply to this
 // start only.
 func (d *daemon) start(extra ...string) {
+	d.t.Helper()
+	d.launch(extra...)
+	d.ready()
+}
+
+// launch runs a new enrolld process on fresh loopback ports and connects the clients,
+// without waiting for it to serve: replicas launched together migrate at the same time.
+func (d *daemon) launch(extra ...string) {
 	t := d.t
 	t.Helper()
 	if d.running() {
@@ -197,6 +222,12 @@ func (d *daemon) start(extra ...string) {
 	d.admin = enrollv1.NewAdminServiceClient(d.conn)
 	d.redeem = enrollv1.NewRedemptionServiceClient(d.conn)
 	d.reporting = enrollv1.NewReportingServiceClient(d.conn)
+}
+
+// ready waits until the launched process is SERVING and fetches an admin token.
+func (d *daemon) ready() {
+	t := d.t
+	t.Helper()
 	d.waitServing(60 * time.Second)
 	resp, err := enrollv1.NewAuthServiceClient(d.conn).Token(context.Background(), &enrollv1.TokenRequest{
 		GrantType: "client_credentials", ClientId: "admin", ClientSecret: d.adminSecret,

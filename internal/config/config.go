@@ -30,6 +30,12 @@ type Config struct {
 	DBDriver       string
 	DBDSN          string
 	DBMaxOpenConns int
+	// DBMaxIdleConns is how many pooled connections stay open between bursts; 0 means as
+	// many as DBMaxOpenConns.
+	DBMaxIdleConns int
+	// DBConnMaxLifetime recycles connections after this age (0: never), so a replica's pool
+	// follows a PostgreSQL failover or a connection pooler's rebalancing.
+	DBConnMaxLifetime time.Duration
 
 	// Secrets, environment only.
 	LookupKeys           string // codes.ParseKeyring spec: "kid:base64,..." newest first
@@ -51,6 +57,9 @@ type Config struct {
 
 	// RedisURL, when set, shares rate-limit state between replicas.
 	RedisURL string
+	// RedisKeyPrefix namespaces the limiter's keys: deployments sharing one Redis (staging
+	// and production, or test runs) must not share budgets.
+	RedisKeyPrefix string
 	// Limits, as "N/duration".
 	LimitCodeFailuresPerAddress string
 	LimitCodeFailuresGlobal     string
@@ -67,6 +76,7 @@ func Default() Config {
 		HTTPAddr:         ":8080",
 		DBDriver:         "sqlite",
 		DBDSN:            "enroll.db",
+		RedisKeyPrefix:   "enroll:limit:",
 		BootstrapAdminID: "admin",
 		Issuer:           "enrolld",
 		Audience:         "enroll-api",
@@ -109,6 +119,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	env("ENROLL_DEV_KEYS_FILE", &c.DevKeysFile)
 	env("ENROLL_LOG_LEVEL", &c.LogLevel)
 	env("ENROLL_REDIS_URL", &c.RedisURL)
+	env("ENROLL_REDIS_KEY_PREFIX", &c.RedisKeyPrefix)
 	env("ENROLL_LIMIT_CODE_FAILURES_PER_ADDRESS", &c.LimitCodeFailuresPerAddress)
 	env("ENROLL_LIMIT_CODE_FAILURES_GLOBAL", &c.LimitCodeFailuresGlobal)
 	env("ENROLL_LIMIT_RESEND_PER_ADDRESS", &c.LimitResendPerAddress)
@@ -135,6 +146,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 		}
 	}
 	envInt("ENROLL_DB_MAX_OPEN_CONNS", &c.DBMaxOpenConns)
+	envInt("ENROLL_DB_MAX_IDLE_CONNS", &c.DBMaxIdleConns)
+	envDur("ENROLL_DB_CONN_MAX_LIFETIME", &c.DBConnMaxLifetime)
 	envDur("ENROLL_TOKEN_TTL", &c.TokenTTL)
 	envDur("ENROLL_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	envDur("ENROLL_BATCH_LEASE_TTL", &c.BatchLeaseTTL)
@@ -151,6 +164,8 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.DBDriver, "db-driver", c.DBDriver, "sqlite or postgres (ENROLL_DB_DRIVER)")
 	dsn := fs.String("db-dsn", "", "SQLite file path or PostgreSQL URL (ENROLL_DB_DSN; default enroll.db, enroll-demo.db in demo mode)")
 	fs.IntVar(&c.DBMaxOpenConns, "db-max-open-conns", c.DBMaxOpenConns, "connection pool size, 0 for the engine default (ENROLL_DB_MAX_OPEN_CONNS)")
+	fs.IntVar(&c.DBMaxIdleConns, "db-max-idle-conns", c.DBMaxIdleConns, "pooled connections kept open when idle, 0 for all of --db-max-open-conns (ENROLL_DB_MAX_IDLE_CONNS)")
+	fs.DurationVar(&c.DBConnMaxLifetime, "db-conn-max-lifetime", c.DBConnMaxLifetime, "close pooled connections older than this, 0 for never (ENROLL_DB_CONN_MAX_LIFETIME)")
 	fs.StringVar(&c.BootstrapAdminID, "bootstrap-admin-id", c.BootstrapAdminID, "client id of the bootstrap admin; its secret comes from ENROLL_BOOTSTRAP_ADMIN_SECRET")
 	fs.StringVar(&c.Issuer, "issuer", c.Issuer, "JWT issuer (ENROLL_ISSUER)")
 	fs.StringVar(&c.Audience, "audience", c.Audience, "JWT audience (ENROLL_AUDIENCE)")
@@ -162,6 +177,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.IssueChunk, "issue-chunk", c.IssueChunk, "codes issued per transaction (ENROLL_ISSUE_CHUNK)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often expired codes and enrollments are recorded (ENROLL_SWEEP_INTERVAL)")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "redis://host:port/db shared by replicas for rate limits; in-process limits if empty (ENROLL_REDIS_URL)")
+	fs.StringVar(&c.RedisKeyPrefix, "redis-key-prefix", c.RedisKeyPrefix, "prefix of every limiter key in Redis; give each deployment sharing a Redis its own (ENROLL_REDIS_KEY_PREFIX)")
 	fs.StringVar(&c.LimitCodeFailuresPerAddress, "limit-code-failures-per-address", c.LimitCodeFailuresPerAddress, "unknown codes one client address may try, N/duration (ENROLL_LIMIT_CODE_FAILURES_PER_ADDRESS)")
 	fs.StringVar(&c.LimitCodeFailuresGlobal, "limit-code-failures-global", c.LimitCodeFailuresGlobal, "unknown codes all addresses together may try, N/duration (ENROLL_LIMIT_CODE_FAILURES_GLOBAL)")
 	fs.StringVar(&c.LimitResendPerAddress, "limit-resend-per-address", c.LimitResendPerAddress, "lost-code requests per client address, N/duration (ENROLL_LIMIT_RESEND_PER_ADDRESS)")
@@ -206,6 +222,18 @@ func (c Config) Validate() error {
 	}
 	if c.SweepInterval < time.Second {
 		errs = append(errs, errors.New("sweep interval must be at least 1s"))
+	}
+	if c.DBMaxOpenConns < 0 {
+		errs = append(errs, errors.New("db max open conns must be 0 (engine default) or more"))
+	}
+	if c.DBMaxIdleConns < 0 {
+		errs = append(errs, errors.New("db max idle conns must be 0 (as many as max open conns) or more"))
+	}
+	if c.DBConnMaxLifetime < 0 {
+		errs = append(errs, errors.New("db conn max lifetime must be 0 (never) or a positive duration"))
+	}
+	if c.RedisURL != "" && c.RedisKeyPrefix == "" {
+		errs = append(errs, errors.New("redis key prefix must not be empty when --redis-url is set: other data in that Redis could collide with limiter keys"))
 	}
 	if c.IssueChunk < 1 || c.IssueChunk > 50000 {
 		errs = append(errs, errors.New("issue chunk must be between 1 and 50000"))

@@ -50,3 +50,28 @@ func TestBadValues(t *testing.T) {
 		}
 	}
 }
+
+func TestPoolAndRedisSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"--demo", "--db-max-idle-conns", "4", "--redis-key-prefix", "staging:limit:"},
+		envOf(map[string]string{"ENROLL_DB_MAX_OPEN_CONNS": "30", "ENROLL_DB_MAX_IDLE_CONNS": "9", "ENROLL_DB_CONN_MAX_LIFETIME": "30m"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DBMaxOpenConns != 30 || c.DBMaxIdleConns != 4 || c.DBConnMaxLifetime.Minutes() != 30 || c.RedisKeyPrefix != "staging:limit:" {
+		t.Fatalf("pool/redis settings: %+v", c)
+	}
+	if d := Default(); d.RedisKeyPrefix != "enroll:limit:" || d.DBMaxIdleConns != 0 || d.DBConnMaxLifetime != 0 {
+		t.Fatalf("defaults changed: %+v", d)
+	}
+	for name, args := range map[string][]string{
+		"negative open":       {"--db-max-open-conns", "-1"},
+		"negative idle":       {"--db-max-idle-conns", "-2"},
+		"negative lifetime":   {"--db-conn-max-lifetime", "-1s"},
+		"empty prefix, redis": {"--redis-url", "redis://127.0.0.1:6379/0", "--redis-key-prefix", ""},
+	} {
+		if _, err := Load(append([]string{"--demo"}, args...), envOf(nil)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

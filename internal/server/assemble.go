@@ -71,7 +71,10 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up tokens: %w", err)
 	}
-	st, err := gormstore.Open(ctx, gormstore.Config{Driver: cfg.DBDriver, DSN: cfg.DBDSN, MaxOpenConns: cfg.DBMaxOpenConns})
+	st, err := gormstore.Open(ctx, gormstore.Config{
+		Driver: cfg.DBDriver, DSN: cfg.DBDSN, MaxOpenConns: cfg.DBMaxOpenConns,
+		MaxIdleConns: cfg.DBMaxIdleConns, ConnMaxLifetime: cfg.DBConnMaxLifetime,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +181,7 @@ func newLimiter(ctx context.Context, cfg config.Config, clk clock.Clock) (rateli
 	if cfg.RedisURL == "" {
 		return ratelimit.NewMemory(clk), func() {}, nil
 	}
-	r, err := ratelimit.NewRedis(ctx, cfg.RedisURL, "enroll:limit:", clk)
+	r, err := ratelimit.NewRedis(ctx, cfg.RedisURL, cfg.RedisKeyPrefix, clk)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to set up the Redis rate limiter: %w", err)
 	}

@@ -36,6 +36,11 @@ type Config struct {
 	DSN string
 	// MaxOpenConns bounds the pool; 0 picks a default per engine.
 	MaxOpenConns int
+	// MaxIdleConns is how many connections stay pooled when idle; 0 keeps up to
+	// MaxOpenConns.
+	MaxIdleConns int
+	// ConnMaxLifetime closes connections older than this; 0 never does.
+	ConnMaxLifetime time.Duration
 }
 
 // Store is the gorm implementation of store.Store.
@@ -84,8 +89,13 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 	}
 	sqlDB.SetMaxOpenConns(maxOpen)
-	sqlDB.SetMaxIdleConns(maxOpen)
+	maxIdle := cfg.MaxIdleConns
+	if maxIdle == 0 || maxIdle > maxOpen {
+		maxIdle = maxOpen
+	}
+	sqlDB.SetMaxIdleConns(maxIdle)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	sqlDB.SetConnMaxLifetime(cfg.ConnMaxLifetime)
 
 	s := &Store{db: db, driver: cfg.Driver}
 	if err := s.migrate(ctx); err != nil {

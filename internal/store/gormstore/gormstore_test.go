@@ -2,8 +2,14 @@ package gormstore_test
 
 import (
 	"context"
+	"database/sql"
 	"sync"
 	"testing"
+	"time"
+
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
 
 	"github.com/idprotect/enroll/internal/enrollment"
 	"github.com/idprotect/enroll/internal/store"
@@ -116,5 +122,103 @@ func TestConcurrentOpenPostgres(t *testing.T) {
 			}
 			seen[name] = true
 		}
+	}
+}
+
+// TestMigrationLockPerSchema holds one schema's migration lock from outside: an Open on that
+// schema waits for it, and an Open on another schema of the same database does not.
+func TestMigrationLockPerSchema(t *testing.T) {
+	t.Parallel()
+	held, other := gormtest.Postgres(t), gormtest.Postgres(t) // skip without ENROLL_TEST_POSTGRES_DSN
+	raw, err := gorm.Open(postgres.Open(held.DSN), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sqlDB, _ := raw.DB()
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	lock := raw.Begin()
+	if err := lock.Exec(gormstore.MigrationLockSQL).Error; err != nil {
+		t.Fatalf("take the migration lock: %v", err)
+	}
+	released := false
+	defer func() {
+		if !released {
+			lock.Rollback()
+		}
+	}()
+
+	open := func(cfg gormstore.Config) chan error {
+		done := make(chan error, 1)
+		go func() {
+			s, err := gormstore.Open(context.Background(), cfg)
+			if err == nil {
+				t.Cleanup(func() { _ = s.Close() })
+			}
+			done <- err
+		}()
+		return done
+	}
+	select {
+	case err := <-open(other):
+		if err != nil {
+			t.Fatalf("open another schema while the lock is held: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("an Open on another schema waited for this schema's migration lock: the lock key ignores the schema")
+	}
+	waiting := open(held)
+	select {
+	case err := <-waiting:
+		t.Fatalf("an Open on the locked schema finished (%v) while another session held its migration lock", err)
+	case <-time.After(time.Second):
+	}
+	if err := lock.Commit().Error; err != nil {
+		t.Fatal(err)
+	}
+	released = true
+	select {
+	case err := <-waiting:
+		if err != nil {
+			t.Fatalf("open after the lock was released: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the Open on the locked schema still waits after the lock was released")
+	}
+}
+
+// TestPoolSettings checks the pool limits reach database/sql.
+func TestPoolSettings(t *testing.T) {
+	t.Parallel()
+	for _, e := range gormtest.Engines(t) {
+		t.Run(e.Name, func(t *testing.T) {
+			t.Parallel()
+			cfg := e.Config(t)
+			cfg.MaxOpenConns, cfg.MaxIdleConns, cfg.ConnMaxLifetime = 3, 1, time.Hour
+			s, err := gormstore.Open(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			sqlDB, _ := s.DB().DB()
+			// Hold three connections at once, then give them back: one stays pooled.
+			ctx := context.Background()
+			var conns []*sql.Conn
+			for range 3 {
+				c, err := sqlDB.Conn(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conns = append(conns, c)
+			}
+			if st := sqlDB.Stats(); st.MaxOpenConnections != 3 || st.InUse != 3 {
+				t.Fatalf("pool stats with three held: %+v; want max 3, 3 in use", st)
+			}
+			for _, c := range conns {
+				_ = c.Close()
+			}
+			if st := sqlDB.Stats(); st.Idle != 1 || st.OpenConnections != 1 {
+				t.Fatalf("pool stats after release: %+v; want 1 idle, 1 open (MaxIdleConns 1)", st)
+			}
+		})
 	}
 }

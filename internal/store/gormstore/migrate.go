@@ -101,12 +101,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// lockMigrations serialises replicas migrating one PostgreSQL database until tx ends; the
-// loser then sees the winner's rows. SQLite needs nothing: its transactions take the write
-// lock up front.
+// MigrationLockSQL takes the migration lock of the connection's schema until the transaction
+// ends. Advisory locks are database-wide, so the key includes current_schema(): deployments
+// (or test runs) in separate schemas of one database migrate independently, while replicas of
+// one deployment queue. coalesce keeps the lock taken if the search_path names no existing
+// schema (the strict lock function would otherwise return NULL without locking).
+const MigrationLockSQL = "SELECT pg_advisory_xact_lock(4242001, hashtext(coalesce(current_schema(), '')))"
+
+// lockMigrations serialises replicas migrating one PostgreSQL schema until tx ends; the loser
+// then sees the winner's rows. SQLite needs nothing: its transactions take the write lock up
+// front.
 func (s *Store) lockMigrations(tx *gorm.DB) error {
 	if s.driver != DriverPostgres {
 		return nil
 	}
-	return tx.Exec("SELECT pg_advisory_xact_lock(4242001)").Error
+	return tx.Exec(MigrationLockSQL).Error
 }
