@@ -97,6 +97,15 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	sqlDB.SetConnMaxLifetime(cfg.ConnMaxLifetime)
 
+	if cfg.Driver == DriverSQLite {
+		// cache_size is per connection, so the pool could hold connections × 64 MiB of page
+		// cache; the soft heap limit is process-wide and makes SQLite recycle cache pages
+		// before it grows past it, so memory stays bounded whatever the pool and N.
+		if err := db.WithContext(ctx).Exec(fmt.Sprintf("PRAGMA soft_heap_limit = %d", sqliteHeapLimit)).Error; err != nil {
+			_ = sqlDB.Close()
+			return nil, fmt.Errorf("failed to limit SQLite memory: %w", err)
+		}
+	}
 	s := &Store{db: db, driver: cfg.Driver}
 	if err := s.migrate(ctx); err != nil {
 		_ = sqlDB.Close()
@@ -104,6 +113,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	return s, nil
 }
+
+// sqliteHeapLimit bounds all SQLite memory in the process (page caches of every connection).
+const sqliteHeapLimit = 96 << 20
 
 // sqliteDSN adds the settings a concurrent server needs: WAL so readers do not block the
 // writer, a busy timeout so writers queue instead of failing, and BEGIN IMMEDIATE so a
