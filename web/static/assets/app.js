@@ -13,7 +13,7 @@
   const exposedLabels = {
     EXPOSED_DATA_NAME: "your full name",
     EXPOSED_DATA_SSN: "your Social Security number",
-    EXPOSED_DATA_DRIVERS_LICENSE: "your driver's licence number",
+    EXPOSED_DATA_DRIVERS_LICENSE: "your driver's license number",
     EXPOSED_DATA_GOVERNMENT_ID: "another government identity number",
     EXPOSED_DATA_DATE_OF_BIRTH: "your date of birth",
     EXPOSED_DATA_ADDRESS: "your postal address",
@@ -23,11 +23,11 @@
   };
 
   const enrollmentLabels = {
-    ENROLLMENT_STATE_PENDING: "Redeemed: waiting for you to finish enrolment with the partner",
+    ENROLLMENT_STATE_PENDING: "Redeemed: waiting for you to finish enrollment with the partner",
     ENROLLMENT_STATE_ACTIVE: "Active: you are protected",
     ENROLLMENT_STATE_EXPIRED: "Ended: the protection period is over",
     ENROLLMENT_STATE_CANCELLED: "Cancelled",
-    ENROLLMENT_STATE_LAPSED: "Lapsed: enrolment was not finished with the partner in time",
+    ENROLLMENT_STATE_LAPSED: "Lapsed: enrollment was not finished with the partner in time",
   };
 
   const codeLabels = {
@@ -163,6 +163,11 @@
     return e;
   }
 
+  // sentence ends text with a full stop unless it has one ("Demo Co." must not become "Co..").
+  function sentence(s) {
+    return /[.!?]$/.test(s) ? s : s + ".";
+  }
+
   function partnerName() {
     return (current && current.check && current.check.partner_display_name) || "the partner";
   }
@@ -245,7 +250,7 @@
     $("offer-code").textContent = current.code;
     const months = c.coverage_months || 24;
     $("offer-coverage").textContent = months + " months, free of charge. It starts when " +
-      partnerName() + " confirms your enrolment.";
+      partnerName() + " has confirmed your enrollment.";
     $("offer-partner").textContent = partnerName();
     $("offer-redeem-by").textContent = formatTime(c.redeem_by_time);
     const box = $("offer-cohorts");
@@ -328,7 +333,7 @@
     let summary;
     switch (e ? e.state : d.code_state) {
       case "ENROLLMENT_STATE_PENDING":
-        summary = "This code has already been redeemed. Your enrollment is waiting for you to finish with " + partnerName() + ".";
+        summary = sentence("This code has already been redeemed. Your enrollment is waiting for you to finish with " + partnerName());
         break;
       case "ENROLLMENT_STATE_ACTIVE":
         summary = "This code has already been redeemed, and your identity protection is active.";
@@ -340,7 +345,7 @@
         summary = "This code was redeemed, and the enrollment was cancelled.";
         break;
       case "ENROLLMENT_STATE_LAPSED":
-        summary = "This code was redeemed, but enrolment was not finished with the partner in time.";
+        summary = "This code was redeemed, but enrollment was not finished with the partner in time.";
         break;
       case "CODE_STATE_EXPIRED":
         summary = "This code can no longer be redeemed: its redeem-by date has passed.";
@@ -364,7 +369,7 @@
     if (e) {
       fact("Enrollment status", enrollmentLabels[e.state]);
       fact("Redeemed on", formatTime(e.redeem_time));
-      if (e.state === "ENROLLMENT_STATE_PENDING") fact("Finish enrolment by", formatTime(e.activation_deadline_time));
+      if (e.state === "ENROLLMENT_STATE_PENDING") fact("Finish enrollment by", formatTime(e.activation_deadline_time));
       fact("Protection started", formatTime(e.activate_time));
       fact("Protected until", formatTime(e.coverage_end_time));
       fact("Cancelled on", formatTime(e.cancel_time));
