@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -134,6 +135,9 @@ func (l *browserLog) listen(ev any) {
 		l.requests = append(l.requests, seenRequest{url: e.Request.URL, method: e.Request.Method, referer: header(e.Request.Headers, "Referer")})
 	case *network.EventResponseReceived:
 		l.responses = append(l.responses, seenResponse{url: e.Response.URL, status: e.Response.Status, retryAfter: header(e.Response.Headers, "Retry-After")})
+		if header(e.Response.Headers, "Set-Cookie") != "" {
+			l.problems = append(l.problems, "a cookie was set by "+e.Response.URL)
+		}
 	case *runtime.EventExceptionThrown:
 		msg := e.ExceptionDetails.Text
 		if e.ExceptionDetails.Exception != nil {
@@ -432,8 +436,30 @@ func TestRedemptionPageInBrowser(t *testing.T) {
 	}
 	p.wantFocus("status-title")
 	p.shot("05-status")
-	if n := len(p.log.responsesTo("/v1/redemption:redeem")); n != 1 {
-		t.Errorf("%d redeem calls, want exactly 1", n)
+
+	// 4b. A code redeemed elsewhere (another tab, another device) while its offer is shown:
+	// the Redeem button leads to the status page, not to an error.
+	var other string
+	for _, c := range seeded.Codes {
+		if c.ExternalRef == "APP-0001" {
+			other = c.Code
+		}
+	}
+	p.open()
+	p.typeCode(other)
+	p.do("show the second offer", chromedp.SendKeys(chromedp.CSS("#code"), kb.Enter), chromedp.WaitVisible(chromedp.CSS("#offer")))
+	resp, err := http.Post(srv.HTTPBase+"/v1/redemption:redeem", "application/json", strings.NewReader(`{"code":"`+other+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("redeem behind the page's back: HTTP %d", resp.StatusCode)
+	}
+	p.do("redeem a code redeemed meanwhile", chromedp.Click(chromedp.CSS("#redeem-button")), chromedp.WaitVisible(chromedp.CSS("#status")))
+	p.wantText("#status", "already been redeemed")
+	if rs := p.log.responsesTo("/v1/redemption:redeem"); len(rs) != 2 || rs[1].status != http.StatusConflict {
+		t.Errorf("redeem answers seen by the page: %+v, want a 200 and then a 409", rs)
 	}
 
 	// 5. Lost code: the same answer for someone on the list and someone who is not.
@@ -502,6 +528,13 @@ func TestRedemptionPageInBrowser(t *testing.T) {
 	}
 	if !got429 || notFound == 0 {
 		t.Fatalf("want some 404s then a 429; got %d not-found, 429=%v", notFound, got429)
+	}
+
+	if c := p.eval(`document.cookie`); c != "" {
+		t.Errorf("the page has cookies: %q", c)
+	}
+	if n := p.eval(`String(localStorage.length + sessionStorage.length)`); n != "0" {
+		t.Errorf("the page stored %s items in web storage", n)
 	}
 
 	// Nothing left the machine, and the code never travelled in a URL or a Referer.
