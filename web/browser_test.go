@@ -194,6 +194,21 @@ func openPage(t *testing.T, base string) *page {
 	t.Helper()
 	exe := chromium(t)
 	p := &page{t: t, base: base, log: &browserLog{}, dir: screenshotDir(t)}
+	// A fresh profile, removed with retries: Chromium's child processes can still write to
+	// it for a moment after the browser exits, which would fail t.TempDir's cleanup.
+	profile, err := os.MkdirTemp("", "enroll-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", profile)
+	})
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(exe),
 		chromedp.Headless,
@@ -209,7 +224,7 @@ func openPage(t *testing.T, base string) *page {
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("lang", "en-US"),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(412, 915),
 		chromedp.Env("TZ=UTC", "LANG=en_US.UTF-8"),
 	)
@@ -222,7 +237,7 @@ func openPage(t *testing.T, base string) *page {
 	// The first Run starts the browser; it must not carry a timeout (that would bound the
 	// browser's whole life). A phone-sized screen, UTC and US English make the screenshots
 	// repeatable.
-	err := chromedp.Do(ctx,
+	err = chromedp.Do(ctx,
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			if _, err := cdp.Call(ctx, tg, network.Enable, network.EnableParams{}); err != nil {
 				return err
