@@ -12,7 +12,7 @@ GOTEST ?= go test
 RACE   ?= -race
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres lint generate generate-check bench tools build clean
+.PHONY: help run test test-postgres screenshots lint generate generate-check bench tools build clean
 
 help: ## Show this help.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: ## Run every test (PostgreSQL tests skip unless ENROLL_TEST_POSTGRES_DSN i
 test-postgres: ## Run the store and end-to-end tests against $$ENROLL_TEST_POSTGRES_DSN.
 	@test -n "$$ENROLL_TEST_POSTGRES_DSN" || { echo "set ENROLL_TEST_POSTGRES_DSN=postgres://..."; exit 1; }
 	$(GOTEST) $(RACE) -count=1 ./internal/store/... ./internal/server/...
+
+screenshots: ## Refresh docs/screenshots from the browser test (needs /usr/bin/chromium).
+	ENROLL_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(GOTEST) -count=1 -run Browser -v ./web/
 
 lint: tools ## gofmt, go vet, buf lint and buf format.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^api/')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,6 +66,10 @@ type Config struct {
 	LimitCodeFailuresGlobal     string
 	LimitResendPerAddress       string
 	LimitPartnerCalls           string
+
+	// CORSAllowedOrigins are the web origins (scheme://host[:port]) whose pages may call the
+	// public redemption API from a browser. None by default.
+	CORSAllowedOrigins []string
 }
 
 // Default returns the safe defaults: production mode, loopback-friendly ports, an embedded
@@ -124,6 +129,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	env("ENROLL_LIMIT_CODE_FAILURES_GLOBAL", &c.LimitCodeFailuresGlobal)
 	env("ENROLL_LIMIT_RESEND_PER_ADDRESS", &c.LimitResendPerAddress)
 	env("ENROLL_LIMIT_PARTNER_CALLS", &c.LimitPartnerCalls)
+	corsOrigins := getenv("ENROLL_CORS_ALLOWED_ORIGINS")
 	var errs []error
 	envInt := func(name string, dst *int) {
 		if v := getenv(name); v != "" {
@@ -182,9 +188,15 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LimitCodeFailuresGlobal, "limit-code-failures-global", c.LimitCodeFailuresGlobal, "unknown codes all addresses together may try, N/duration (ENROLL_LIMIT_CODE_FAILURES_GLOBAL)")
 	fs.StringVar(&c.LimitResendPerAddress, "limit-resend-per-address", c.LimitResendPerAddress, "lost-code requests per client address, N/duration (ENROLL_LIMIT_RESEND_PER_ADDRESS)")
 	fs.StringVar(&c.LimitPartnerCalls, "limit-partner-calls", c.LimitPartnerCalls, "calls per partner client, N/duration (ENROLL_LIMIT_PARTNER_CALLS)")
+	fs.StringVar(&corsOrigins, "cors-allowed-origins", corsOrigins, "comma-separated origins (https://partner.example) whose web pages may call the public redemption API; none if empty (ENROLL_CORS_ALLOWED_ORIGINS)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	origins, err := ParseOrigins(corsOrigins)
+	if err != nil {
+		return c, err
+	}
+	c.CORSAllowedOrigins = origins
 	if *demo {
 		c.Mode = ModeDemo
 		if getenv("ENROLL_DB_DSN") == "" && c.DBDriver == "sqlite" {
@@ -241,6 +253,11 @@ func (c Config) Validate() error {
 	if c.Issuer == "" || c.Audience == "" {
 		errs = append(errs, errors.New("issuer and audience are required"))
 	}
+	for _, o := range c.CORSAllowedOrigins {
+		if _, err := parseOrigin(o); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Mode == ModeProduction {
 		var missing []string
 		for name, v := range map[string]string{
@@ -258,4 +275,52 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ParseOrigins reads a comma-separated list of web origins, each exactly scheme://host[:port]
+// as a browser sends it in the Origin header, and returns them in that form.
+func ParseOrigins(list string) ([]string, error) {
+	var out []string
+	var errs []error
+	for _, o := range strings.Split(list, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		norm, err := parseOrigin(o)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !slices.Contains(out, norm) {
+			out = append(out, norm)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// parseOrigin checks one origin and returns it lower-cased with no trailing slash. A
+// wildcard is refused: the list is an allow-list, and an operator who means "every site"
+// should have to say which.
+func parseOrigin(o string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("CORS origin %q %s; write it as scheme://host[:port], e.g. https://partner.example", o, why)
+	}
+	if o == "*" || o == "null" {
+		return bad("is not allowed (list each origin)")
+	}
+	u, err := url.Parse(strings.TrimSuffix(o, "/"))
+	if err != nil {
+		return bad("is not a URL")
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return bad("must start with https:// (or http://)")
+	case u.Host == "" || u.Hostname() == "":
+		return bad("has no host")
+	case strings.Contains(u.Host, "*"):
+		return bad("has a wildcard")
+	case u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return bad("has more than scheme, host and port")
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }

@@ -75,3 +75,44 @@ func TestPoolAndRedisSettings(t *testing.T) {
 		}
 	}
 }
+
+func TestCORSOrigins(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"--demo"}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.CORSAllowedOrigins) != 0 {
+		t.Fatalf("default CORS origins %v, want none", c.CORSAllowedOrigins)
+	}
+	c, err = Load([]string{"--demo"}, envOf(map[string]string{
+		"ENROLL_CORS_ALLOWED_ORIGINS": " https://Partner.Example , http://localhost:3000/,https://partner.example",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.CORSAllowedOrigins, " "); got != "https://partner.example http://localhost:3000" {
+		t.Fatalf("env origins normalised to %q", got)
+	}
+	c, err = Load([]string{"--demo", "--cors-allowed-origins", "https://flag.example"},
+		envOf(map[string]string{"ENROLL_CORS_ALLOWED_ORIGINS": "https://env.example"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.CORSAllowedOrigins, " "); got != "https://flag.example" {
+		t.Fatalf("flag should win over the environment, got %q", got)
+	}
+	for _, bad := range []string{"*", "null", "partner.example", "ftp://partner.example", "https://partner.example/enroll",
+		"https://*.partner.example", "https://user@partner.example", "https://partner.example?x=1", "https://"} {
+		_, err := Load([]string{"--demo", "--cors-allowed-origins", bad}, envOf(nil))
+		if err == nil || !strings.Contains(err.Error(), "scheme://host") {
+			t.Errorf("origin %q: got %v, want an error saying how to write an origin", bad, err)
+		}
+	}
+	bad := Default()
+	bad.Mode = ModeDemo
+	bad.CORSAllowedOrigins = []string{"https://ok.example", "*"}
+	if err := bad.Validate(); err == nil {
+		t.Error("Validate accepted a wildcard origin set in code")
+	}
+}

@@ -177,6 +177,7 @@ func Print(w io.Writer, r *Result, httpBase string) {
 	if len(r.Codes) > 0 {
 		code = r.Codes[0].Code
 	}
+	fmt.Fprintf(&b, "\nRedeem a code as an affected person would: open %s/ in a browser.\n", httpBase)
 	fmt.Fprintf(&b, "\nWalkthrough (copy-paste into another terminal):\n\n")
 	fmt.Fprintf(&b, "export API=%s CODE=%s\n", httpBase, code)
 	fmt.Fprintf(&b, "export PARTNER_ID=%s PARTNER_SECRET=%s\n", r.PartnerID, r.PartnerSecret)

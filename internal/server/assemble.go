@@ -130,6 +130,7 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 	srv, err := New(ctx, Options{
 		Services: svcs, Tokens: tokens, Store: st, Logger: log,
 		GRPCListener: grpcLis, HTTPListener: httpLis, ShutdownTimeout: cfg.ShutdownTimeout,
+		CORSOrigins: cfg.CORSAllowedOrigins,
 		// Limits first (a throttled call costs nothing further), then the audit record (so a
 		// replayed retry is recorded as a call too), then idempotency.
 		Unary: []grpc.UnaryServerInterceptor{

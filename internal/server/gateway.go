@@ -21,6 +21,7 @@ import (
 
 	"github.com/idprotect/enroll/api"
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
+	"github.com/idprotect/enroll/web"
 )
 
 // gateway is the REST front end. It calls the gRPC server over a loopback connection rather
@@ -31,7 +32,7 @@ type gateway struct {
 	handler http.Handler
 }
 
-func newGateway(ctx context.Context, grpcAddr net.Addr, log *slog.Logger) (*gateway, error) {
+func newGateway(ctx context.Context, grpcAddr net.Addr, log *slog.Logger, corsOrigins []string) (*gateway, error) {
 	target := DialTarget(grpcAddr)
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -66,8 +67,11 @@ func newGateway(ctx context.Context, grpcAddr net.Addr, log *slog.Logger) (*gate
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(api.OpenAPI)
 	})
+	// The redemption page: GET / exactly and /assets/, more specific than "/" so the API
+	// routes below keep everything else.
+	web.Register(root)
 	root.Handle("/", mux)
-	return &gateway{conn: conn, handler: securityHeaders(root)}, nil
+	return &gateway{conn: conn, handler: securityHeaders(cors(corsOrigins, root))}, nil
 }
 
 // DialTarget turns the gRPC listen address into one the gateway can dial: an unspecified
@@ -101,8 +105,9 @@ func outgoingHeader(key string) (string, bool) {
 	return "", false
 }
 
-// securityHeaders applies to every API response: nothing here should be cached by a shared
-// cache, sniffed into another content type, or framed.
+// securityHeaders applies to every response: nothing here should be cached by a shared cache,
+// sniffed into another content type, framed, or load anything. The page (package web) sets
+// its own, wider Content-Security-Policy on top.
 func securityHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
@@ -110,6 +115,7 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Cache-Control", "no-store")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
 		next.ServeHTTP(w, r)
 	})
 }

@@ -39,6 +39,9 @@ type Options struct {
 	Unary []grpc.UnaryServerInterceptor
 	// Stream are further stream interceptors, run after authentication.
 	Stream []grpc.StreamServerInterceptor
+	// CORSOrigins may call the public redemption API from browsers (exact origins, e.g.
+	// https://partner.example); none by default.
+	CORSOrigins []string
 	// Workers run in the background while serving (the issuance runner) and are stopped
 	// after the listeners have drained.
 	Workers []func(ctx context.Context)
@@ -80,7 +83,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("access policy incomplete: %w", err)
 	}
 
-	gw, err := newGateway(ctx, o.GRPCListener.Addr(), o.Logger)
+	gw, err := newGateway(ctx, o.GRPCListener.Addr(), o.Logger, o.CORSOrigins)
 	if err != nil {
 		return nil, err
 	}

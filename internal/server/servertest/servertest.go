@@ -39,8 +39,9 @@ type Server struct {
 // Logs returns everything the server logged so far.
 func (s *Server) Logs() string { return s.logs.String() }
 
-// Start runs a server on db with fresh production-mode secrets until t ends.
-func Start(t testing.TB, db gormstore.Config, start time.Time) *Server {
+// Start runs a server on db with fresh production-mode secrets until t ends. opts adjust the
+// configuration (limits, CORS origins) before it is validated.
+func Start(t testing.TB, db gormstore.Config, start time.Time, opts ...func(*config.Config)) *Server {
 	t.Helper()
 	jwtKey, err := auth.GenerateSigningKey("k1")
 	if err != nil {
@@ -58,6 +59,9 @@ func Start(t testing.TB, db gormstore.Config, start time.Time) *Server {
 	cfg.JWTKeys = auth.EncodeSigningKey(jwtKey)
 	cfg.BootstrapAdminSecret = adminSecret
 	cfg.ShutdownTimeout = 5 * time.Second
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
