@@ -32,7 +32,7 @@ test-postgres: ## Run the store and end-to-end tests against $$ENROLL_TEST_POSTG
 	$(GOTEST) $(RACE) -count=1 ./internal/store/... ./internal/server/...
 
 screenshots: ## Refresh docs/screenshots from the browser test (needs /usr/bin/chromium).
-	ENROLL_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(GOTEST) -count=1 -run Browser -v ./web/
+	ENROLL_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(GOTEST) -count=1 -run InBrowser -v ./web/
 
 lint: tools ## gofmt, go vet, buf lint and buf format.
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^api/')); test -z "$$out" || { echo "gofmt needed:"; echo "$$out"; exit 1; }
