@@ -129,6 +129,9 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		// Into the server's log rather than stderr: failed handshakes after a certificate
+		// change are worth seeing there.
+		ErrorLog: slog.NewLogLogger(s.opts.Logger.Handler(), slog.LevelWarn),
 	}
 	if s.opts.Certs != nil {
 		hs.TLSConfig = s.opts.Certs.ServerConfig()
