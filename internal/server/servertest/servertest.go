@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/idprotect/enroll/internal/auth"
 	"github.com/idprotect/enroll/internal/clock"
@@ -29,7 +28,7 @@ type Server struct {
 	Clock *clock.Fake
 	// Conn is a gRPC client connection to the server.
 	Conn *grpc.ClientConn
-	// HTTPBase is the gateway's base URL, e.g. http://127.0.0.1:41234.
+	// HTTPBase is the gateway's base URL, e.g. http://127.0.0.1:41234 (https:// with TLS).
 	HTTPBase string
 	// AdminID and AdminSecret are the bootstrap admin's credentials.
 	AdminID, AdminSecret string
@@ -39,8 +38,9 @@ type Server struct {
 // Logs returns everything the server logged so far.
 func (s *Server) Logs() string { return s.logs.String() }
 
-// Start runs a server on db with fresh production-mode secrets until t ends.
-func Start(t testing.TB, db gormstore.Config, start time.Time) *Server {
+// Start runs a server on db with fresh production-mode secrets until t ends. opts adjust the
+// configuration (TLS files, say) before it is validated.
+func Start(t testing.TB, db gormstore.Config, start time.Time, opts ...func(*config.Config)) *Server {
 	t.Helper()
 	jwtKey, err := auth.GenerateSigningKey("k1")
 	if err != nil {
@@ -58,6 +58,9 @@ func Start(t testing.TB, db gormstore.Config, start time.Time) *Server {
 	cfg.JWTKeys = auth.EncodeSigningKey(jwtKey)
 	cfg.BootstrapAdminSecret = adminSecret
 	cfg.ShutdownTimeout = 5 * time.Second
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +83,8 @@ func Start(t testing.TB, db gormstore.Config, start time.Time) *Server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- app.Serve(ctx) }()
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Over TLS too, pinned to the served certificate, like the gateway.
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(app.LoopbackCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +96,12 @@ func Start(t testing.TB, db gormstore.Config, start time.Time) *Server {
 		}
 		_ = app.Close()
 	})
+	scheme := "http://"
+	if app.TLS() {
+		scheme = "https://"
+	}
 	return &Server{
-		App: app, Clock: clk, Conn: conn, HTTPBase: "http://" + httpLis.Addr().String(),
+		App: app, Clock: clk, Conn: conn, HTTPBase: scheme + httpLis.Addr().String(),
 		AdminID: cfg.BootstrapAdminID, AdminSecret: adminSecret, logs: logs,
 	}
 }
