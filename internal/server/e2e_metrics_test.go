@@ -203,6 +203,9 @@ func TestE2EMetricsOwnListener(t *testing.T) {
 	if got := s.value("grpc_server_handled_total", rpc(enrollv1.AuthService_Token_FullMethodName, codes.OK)...); got != 0 {
 		t.Errorf("Token OK should be initialised to 0 before any call, got %v", got)
 	}
+	if got := s.value("enroll_limit_rejections_total", "limit", limits.LimitPartnerCalls); got != 0 {
+		t.Errorf("partner_calls refusals should be initialised to 0, got %v", got)
+	}
 	r := h.do(t, "GET", "/metrics", "", nil)
 	if r.status != http.StatusNotFound {
 		t.Errorf("/metrics on the REST listener: HTTP %d, want 404 when --metrics-addr is set", r.status)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/idprotect/enroll/internal/enrollment"
 	"github.com/idprotect/enroll/internal/issuance"
+	"github.com/idprotect/enroll/internal/limits"
 )
 
 // Metrics is one server's Prometheus registry. It is not the process-global default
@@ -52,6 +53,10 @@ func NewMetrics() *Metrics {
 			Name: "enroll_issuance_codes_issued_total",
 			Help: "Codes issued by this replica.",
 		}),
+	}
+	// Every budget at zero from the start, so an alert on its rate has a series to read.
+	for _, l := range []string{limits.LimitCodeFailuresPerAddress, limits.LimitCodeFailuresGlobal, limits.LimitResendPerAddress, limits.LimitPartnerCalls} {
+		m.rejections.WithLabelValues(l)
 	}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
