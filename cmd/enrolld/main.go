@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/idprotect/enroll/internal/clock"
 	"github.com/idprotect/enroll/internal/config"
@@ -58,14 +57,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	defer app.Close()
+	// Registered before serving, so a SIGHUP from here on never takes the default action
+	// (exit).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHangup(ctx, hup, app, log)
 	if cfg.Mode == config.ModeDemo {
 		go seedDemo(ctx, app, log, stdout)
 	}
 	return app.Serve(ctx)
 }
 
+// reloadOnHangup re-reads the TLS certificate on SIGHUP, the usual signal a certificate
+// manager sends after renewing.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, app *server.Assembled, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := app.ReloadTLS(); err != nil {
+				log.Error("SIGHUP: TLS certificate not reloaded", "err", err)
+				continue
+			}
+			log.Info("SIGHUP: TLS certificate files re-read")
+		}
+	}
+}
+
 func seedDemo(ctx context.Context, app *server.Assembled, log *slog.Logger, stdout io.Writer) {
-	conn, err := grpc.NewClient(server.DialTarget(app.GRPCAddr()), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(server.DialTarget(app.GRPCAddr()), grpc.WithTransportCredentials(app.LoopbackCredentials()))
 	if err != nil {
 		log.Error("demo seeding failed", "err", err)
 		return
@@ -76,5 +98,9 @@ func seedDemo(ctx context.Context, app *server.Assembled, log *slog.Logger, stdo
 		log.Error("demo seeding failed", "err", err)
 		return
 	}
-	demo.Print(stdout, res, "http://"+server.DialTarget(app.HTTPAddr()))
+	scheme := "http://"
+	if app.TLS() {
+		scheme = "https://"
+	}
+	demo.Print(stdout, res, scheme+server.DialTarget(app.HTTPAddr()))
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -70,6 +71,16 @@ type Config struct {
 	// CORSAllowedOrigins are the web origins (scheme://host[:port]) whose pages may call the
 	// public redemption API from a browser. None by default.
 	CORSAllowedOrigins []string
+	// TLSCert and TLSKey are PEM files served on both listeners, re-read on SIGHUP and when
+	// they change. Both or neither.
+	TLSCert string
+	TLSKey  string
+	// TLSReloadInterval is how often the certificate files are checked for changes.
+	TLSReloadInterval time.Duration
+	// Insecure allows plaintext on a non-loopback address (behind a TLS-terminating proxy).
+	Insecure bool
+	// MetricsAddr, when set, serves /metrics on its own listener instead of the HTTP one.
+	MetricsAddr string
 }
 
 // Default returns the safe defaults: production mode, loopback-friendly ports, an embedded
@@ -92,6 +103,8 @@ func Default() Config {
 		BatchLeaseTTL:    30 * time.Second,
 		IssueChunk:       5000,
 		SweepInterval:    time.Minute,
+
+		TLSReloadInterval: time.Minute,
 
 		LimitCodeFailuresPerAddress: "20/10m",
 		LimitCodeFailuresGlobal:     "2000/1m",
@@ -130,6 +143,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	env("ENROLL_LIMIT_RESEND_PER_ADDRESS", &c.LimitResendPerAddress)
 	env("ENROLL_LIMIT_PARTNER_CALLS", &c.LimitPartnerCalls)
 	corsOrigins := getenv("ENROLL_CORS_ALLOWED_ORIGINS")
+	env("ENROLL_TLS_CERT", &c.TLSCert)
+	env("ENROLL_TLS_KEY", &c.TLSKey)
+	env("ENROLL_METRICS_ADDR", &c.MetricsAddr)
 	var errs []error
 	envInt := func(name string, dst *int) {
 		if v := getenv(name); v != "" {
@@ -159,6 +175,14 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	envDur("ENROLL_BATCH_LEASE_TTL", &c.BatchLeaseTTL)
 	envInt("ENROLL_ISSUE_CHUNK", &c.IssueChunk)
 	envDur("ENROLL_SWEEP_INTERVAL", &c.SweepInterval)
+	envDur("ENROLL_TLS_RELOAD_INTERVAL", &c.TLSReloadInterval)
+	if v := getenv("ENROLL_INSECURE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, errors.New("ENROLL_INSECURE must be true or false"))
+		}
+		c.Insecure = b
+	}
 	if len(errs) > 0 {
 		return c, errors.Join(errs...)
 	}
@@ -189,6 +213,11 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	fs.StringVar(&c.LimitResendPerAddress, "limit-resend-per-address", c.LimitResendPerAddress, "lost-code requests per client address, N/duration (ENROLL_LIMIT_RESEND_PER_ADDRESS)")
 	fs.StringVar(&c.LimitPartnerCalls, "limit-partner-calls", c.LimitPartnerCalls, "calls per partner client, N/duration (ENROLL_LIMIT_PARTNER_CALLS)")
 	fs.StringVar(&corsOrigins, "cors-allowed-origins", corsOrigins, "comma-separated origins (https://partner.example) whose web pages may call the public redemption API; none if empty (ENROLL_CORS_ALLOWED_ORIGINS)")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "PEM certificate (chain) served on both listeners; re-read on SIGHUP and when the file changes (ENROLL_TLS_CERT)")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "PEM private key of --tls-cert (ENROLL_TLS_KEY)")
+	fs.DurationVar(&c.TLSReloadInterval, "tls-reload-interval", c.TLSReloadInterval, "how often the certificate files are checked for changes (ENROLL_TLS_RELOAD_INTERVAL)")
+	fs.BoolVar(&c.Insecure, "insecure", c.Insecure, "allow plaintext on non-loopback addresses, e.g. behind a TLS-terminating proxy (ENROLL_INSECURE)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "serve /metrics on this address instead of the REST listener (ENROLL_METRICS_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -249,6 +278,12 @@ func (c Config) Validate() error {
 	}
 	if c.IssueChunk < 1 || c.IssueChunk > 50000 {
 		errs = append(errs, errors.New("issue chunk must be between 1 and 50000"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: pass both (ENROLL_TLS_CERT, ENROLL_TLS_KEY) or neither"))
+	}
+	if c.TLSCert != "" && c.TLSReloadInterval < time.Second {
+		errs = append(errs, errors.New("tls reload interval must be at least 1s"))
 	}
 	if c.Issuer == "" || c.Audience == "" {
 		errs = append(errs, errors.New("issuer and audience are required"))
@@ -323,4 +358,35 @@ func parseOrigin(o string) (string, error) {
 		return bad("has more than scheme, host and port")
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}
+
+// TLS says whether the listeners serve TLS.
+func (c Config) TLS() bool { return c.TLSCert != "" }
+
+// PlaintextAllowed says whether a listener without TLS may bind addr: loopback always; any
+// address with --insecure, or in demo mode (a laptop try-out, which warns instead).
+func (c Config) PlaintextAllowed(addr net.Addr) bool {
+	return c.Insecure || c.Mode == ModeDemo || IsLoopback(addr)
+}
+
+// IsLoopback says whether a bound address is on loopback only (":9090" and "[::]:9090" are
+// every interface).
+func IsLoopback(addr net.Addr) bool {
+	host, _, err := net.SplitHostPort(addr.String())
+	ip := net.ParseIP(host)
+	return err == nil && ip != nil && ip.IsLoopback()
+}
+
+// CheckTransport refuses plaintext on a non-loopback address unless asked for: codes, tokens
+// and client secrets travel in these requests.
+func (c Config) CheckTransport(addrs ...net.Addr) error {
+	if c.TLS() {
+		return nil
+	}
+	for _, a := range addrs {
+		if !c.PlaintextAllowed(a) {
+			return fmt.Errorf("refusing to serve plaintext on %s, which is not a loopback address: pass --tls-cert and --tls-key (ENROLL_TLS_CERT, ENROLL_TLS_KEY), or --insecure (ENROLL_INSECURE=true) if a proxy in front terminates TLS", a)
+		}
+	}
+	return nil
 }

@@ -116,3 +116,56 @@ func TestCORSOrigins(t *testing.T) {
 		t.Error("Validate accepted a wildcard origin set in code")
 	}
 }
+func TestTLSSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Load([]string{"--demo", "--tls-key", "k.pem", "--metrics-addr", "127.0.0.1:9102"},
+		envOf(map[string]string{"ENROLL_TLS_CERT": "c.pem", "ENROLL_TLS_RELOAD_INTERVAL": "10s", "ENROLL_INSECURE": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.TLS() || c.TLSCert != "c.pem" || c.TLSKey != "k.pem" || c.TLSReloadInterval.Seconds() != 10 || !c.Insecure || c.MetricsAddr != "127.0.0.1:9102" {
+		t.Fatalf("TLS settings not read: %+v", c)
+	}
+	if _, err := Load([]string{"--demo", "--tls-cert", "c.pem"}, envOf(nil)); err == nil || !strings.Contains(err.Error(), "--tls-key") {
+		t.Fatalf("a certificate without a key: want an error naming --tls-key, got %v", err)
+	}
+	if _, err := Load([]string{"--demo"}, envOf(map[string]string{"ENROLL_INSECURE": "maybe"})); err == nil {
+		t.Fatal("ENROLL_INSECURE=maybe accepted")
+	}
+}
+
+type addr string
+
+func (a addr) Network() string { return "tcp" }
+func (a addr) String() string  { return string(a) }
+
+func TestPlaintextOnlyOnLoopback(t *testing.T) {
+	t.Parallel()
+	prod := Default()
+	for _, c := range []struct {
+		cfg  func(Config) Config
+		addr string
+		ok   bool
+	}{
+		{nil, "127.0.0.1:9090", true},
+		{nil, "[::1]:9090", true},
+		{nil, "[::]:9090", false},
+		{nil, "0.0.0.0:9090", false},
+		{nil, "10.0.0.5:9090", false},
+		{func(c Config) Config { c.Insecure = true; return c }, "0.0.0.0:9090", true},
+		{func(c Config) Config { c.Mode = ModeDemo; return c }, "[::]:9090", true},
+		{func(c Config) Config { c.TLSCert, c.TLSKey = "c", "k"; return c }, "0.0.0.0:9090", true},
+	} {
+		cfg := prod
+		if c.cfg != nil {
+			cfg = c.cfg(cfg)
+		}
+		err := cfg.CheckTransport(addr("127.0.0.1:1"), addr(c.addr))
+		if (err == nil) != c.ok {
+			t.Errorf("%s (insecure %v, mode %s, tls %v): err %v, want ok=%v", c.addr, cfg.Insecure, cfg.Mode, cfg.TLS(), err, c.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "--tls-cert") || !strings.Contains(err.Error(), "--insecure")) {
+			t.Errorf("the refusal should say what to pass: %v", err)
+		}
+	}
+}

@@ -10,13 +10,14 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	enrollv1 "github.com/idprotect/enroll/api/enroll/v1"
+	"github.com/idprotect/enroll/internal/apiclient"
 )
 
 // Env is what a command runs with.
@@ -82,8 +83,12 @@ func Run(ctx context.Context, args []string, env Env) error {
 	fs.SetOutput(env.Stderr)
 	addr := fs.String("addr", envOr(env.Getenv, "ENROLL_ADDR", "127.0.0.1:9090"), "enrolld gRPC address (ENROLL_ADDR)")
 	clientID := fs.String("client-id", envOr(env.Getenv, "ENROLL_CLIENT_ID", "admin"), "API client id (ENROLL_CLIENT_ID); the secret is read from ENROLL_CLIENT_SECRET")
+	var tr apiclient.Transport
+	fs.BoolVar(&tr.TLS, "tls", truthy(env.Getenv("ENROLL_TLS")), "connect with TLS, trusting the system roots unless --ca-file is given (ENROLL_TLS=true)")
+	fs.StringVar(&tr.CAFile, "ca-file", env.Getenv("ENROLL_CA_FILE"), "PEM file of the CA(s) that signed enrolld's certificate; implies --tls (ENROLL_CA_FILE)")
+	fs.StringVar(&tr.ServerName, "tls-server-name", env.Getenv("ENROLL_TLS_SERVER_NAME"), "name to check the server's certificate against, if not the --addr host (ENROLL_TLS_SERVER_NAME)")
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "usage: enrollctl [--addr host:port] [--client-id id] <command> [flags]\n\ncommands:\n")
+		fmt.Fprintf(env.Stderr, "usage: enrollctl [--addr host:port] [--client-id id] [--tls] [--ca-file FILE] <command> [flags]\n\ncommands:\n")
 		names := make([]string, 0, len(commands))
 		for n := range commands {
 			names = append(names, n)
@@ -139,7 +144,11 @@ func Run(ctx context.Context, args []string, env Env) error {
 	if secret == "" {
 		return errors.New("set ENROLL_CLIENT_SECRET to the client's secret (it is never taken as a flag, so it stays out of shell history and process lists)")
 	}
-	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := tr.Credentials()
+	if err != nil {
+		return err
+	}
+	cc, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("failed to connect to %s: %w", *addr, err)
 	}
@@ -225,3 +234,8 @@ func counts(fs *flag.FlagSet) runFunc {
 
 // lastSegment returns the id at the end of a resource name.
 func lastSegment(name string) string { return name[strings.LastIndex(name, "/")+1:] }
+
+func truthy(v string) bool {
+	b, _ := strconv.ParseBool(v)
+	return b
+}

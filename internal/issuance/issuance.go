@@ -35,7 +35,22 @@ type Config struct {
 	Poll time.Duration
 	// Chunk is how many codes one transaction issues. Default 5000.
 	Chunk int
+	// Progress, if set, hears about the batches this runner works on (for metrics).
+	Progress Progress
 }
+
+// Progress is told how far the batches this runner works on have come. Calls for one batch
+// come from one goroutine; Stopped follows the last Issued when the runner lets the batch go
+// (finished, failed, leased away or shut down).
+type Progress interface {
+	Issued(b *enrollment.Batch, issued, chunk int64)
+	Stopped(b *enrollment.Batch)
+}
+
+type noProgress struct{}
+
+func (noProgress) Issued(*enrollment.Batch, int64, int64) {}
+func (noProgress) Stopped(*enrollment.Batch)              {}
 
 // Runner issues the codes of RUNNING batches.
 type Runner struct {
@@ -61,6 +76,9 @@ func New(cfg Config) *Runner {
 	}
 	if cfg.Chunk == 0 {
 		cfg.Chunk = 5000
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = noProgress{}
 	}
 	return &Runner{cfg: cfg, wake: make(chan struct{}, 1)}
 }
@@ -120,6 +138,11 @@ func (r *Runner) runBatch(ctx context.Context, b *enrollment.Batch) {
 		return
 	}
 	log.Info("issuance: working on batch", "issued", b.Issued, "total", b.Total)
+	// b.Issued is as of the claim; this runner holds the lease from here on, so its own
+	// chunks are the only progress.
+	issued := b.Issued
+	r.cfg.Progress.Issued(b, issued, 0)
+	defer r.cfg.Progress.Stopped(b)
 	failures := 0
 	for ctx.Err() == nil {
 		now := r.now()
@@ -152,6 +175,8 @@ func (r *Runner) runBatch(ctx context.Context, b *enrollment.Batch) {
 			return
 		}
 		failures = 0
+		issued += int64(n)
+		r.cfg.Progress.Issued(b, issued, int64(n))
 	}
 }
 

@@ -50,7 +50,18 @@ type Config struct {
 	// PartnerCalls: calls per partner client.
 	PartnerCalls ratelimit.Limit
 	Log          *slog.Logger
+	// Rejected, if set, is told the name of each budget that refused a call (one of the
+	// Limit* names), for metrics. Never anything about the caller.
+	Rejected func(limit string)
 }
+
+// Budget names, as reported to Config.Rejected.
+const (
+	LimitCodeFailuresPerAddress = "code_failures_per_address"
+	LimitCodeFailuresGlobal     = "code_failures_global"
+	LimitResendPerAddress       = "resend_per_address"
+	LimitPartnerCalls           = "partner_calls"
+)
 
 // codeLookups are the public methods that look a code up.
 var codeLookups = map[string]bool{
@@ -70,12 +81,12 @@ func UnaryServerInterceptor(cfg Config) grpc.UnaryServerInterceptor {
 		case codeLookups[info.FullMethod]:
 			return cfg.codeLookup(ctx, req, info, h)
 		case info.FullMethod == enrollv1.RedemptionService_RequestCodeResend_FullMethodName:
-			if err := cfg.spend(ctx, "resend:"+cfg.address(ctx), cfg.ResendPerAddress, true, "lost-code requests from your address"); err != nil {
+			if err := cfg.spend(ctx, "resend:"+cfg.address(ctx), cfg.ResendPerAddress, LimitResendPerAddress, true, "lost-code requests from your address"); err != nil {
 				return nil, err
 			}
 		case strings.HasPrefix(info.FullMethod, "/"+enrollv1.PartnerService_ServiceDesc.ServiceName+"/"):
 			if p, ok := auth.PrincipalFrom(ctx); ok {
-				if err := cfg.spend(ctx, "partner:"+p.ClientID, cfg.PartnerCalls, false, "calls for this client"); err != nil {
+				if err := cfg.spend(ctx, "partner:"+p.ClientID, cfg.PartnerCalls, LimitPartnerCalls, false, "calls for this client"); err != nil {
 					return nil, err
 				}
 			}
@@ -97,13 +108,18 @@ func (cfg Config) codeLookup(ctx context.Context, req any, _ *grpc.UnaryServerIn
 	for _, b := range []struct {
 		key   string
 		limit ratelimit.Limit
+		name  string
 		what  string
-	}{{addrKey, cfg.CodeFailuresPerAddress, "failed code attempts from your address"}, {"codefail:global", cfg.CodeFailuresGlobal, "failed code attempts on this service"}} {
+	}{
+		{addrKey, cfg.CodeFailuresPerAddress, LimitCodeFailuresPerAddress, "failed code attempts from your address"},
+		{"codefail:global", cfg.CodeFailuresGlobal, LimitCodeFailuresGlobal, "failed code attempts on this service"},
+	} {
 		d, err := cfg.Limiter.Peek(ctx, b.key, b.limit)
 		if err != nil {
 			return nil, cfg.unavailable(err)
 		}
 		if !d.Allowed {
+			cfg.rejected(b.name)
 			return nil, exhausted(b.what, d.RetryAfter)
 		}
 	}
@@ -129,7 +145,7 @@ func (cfg Config) codeLookup(ctx context.Context, req any, _ *grpc.UnaryServerIn
 // spend takes one event from a budget. failClosed decides what a limiter outage means:
 // public endpoints refuse (an outage must not lift the brute-force limits), partner quotas
 // let calls through.
-func (cfg Config) spend(ctx context.Context, key string, l ratelimit.Limit, failClosed bool, what string) error {
+func (cfg Config) spend(ctx context.Context, key string, l ratelimit.Limit, name string, failClosed bool, what string) error {
 	d, err := cfg.Limiter.Allow(ctx, key, l)
 	if err != nil {
 		if failClosed {
@@ -139,9 +155,16 @@ func (cfg Config) spend(ctx context.Context, key string, l ratelimit.Limit, fail
 		return nil
 	}
 	if !d.Allowed {
+		cfg.rejected(name)
 		return exhausted(what, d.RetryAfter)
 	}
 	return nil
+}
+
+func (cfg Config) rejected(name string) {
+	if cfg.Rejected != nil {
+		cfg.Rejected(name)
+	}
 }
 
 func (cfg Config) unavailable(err error) error {

@@ -30,6 +30,53 @@ import (
 	"github.com/idprotect/enroll/internal/sweeper"
 )
 
+// transport is how the listeners are secured.
+type transport struct {
+	certs      *Certs       // nil: plaintext
+	metricsLis net.Listener // nil: /metrics on the REST listener
+}
+
+// assembleTransport loads the certificate, binds the metrics listener and refuses plaintext
+// where it is not allowed, before anything else is touched.
+func assembleTransport(cfg config.Config, log *slog.Logger, grpcLis, httpLis net.Listener) (transport, error) {
+	var tr transport
+	if cfg.TLS() {
+		c, err := LoadCerts(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return tr, err
+		}
+		tr.certs = c
+	}
+	addrs := []net.Addr{grpcLis.Addr(), httpLis.Addr()}
+	if cfg.MetricsAddr != "" {
+		l, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return tr, fmt.Errorf("failed to listen for metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+		tr.metricsLis = l
+		addrs = append(addrs, l.Addr())
+	}
+	if err := cfg.CheckTransport(addrs...); err != nil {
+		if tr.metricsLis != nil {
+			_ = tr.metricsLis.Close()
+		}
+		return tr, err
+	}
+	if tr.certs == nil {
+		for _, a := range addrs {
+			if config.IsLoopback(a) {
+				continue
+			}
+			why := "--insecure"
+			if cfg.Mode == config.ModeDemo {
+				why = "demo mode"
+			}
+			log.Warn("serving PLAINTEXT on a non-loopback address ("+why+"); codes, tokens and client secrets cross the network unencrypted unless a proxy in front terminates TLS", "addr", a.String())
+		}
+	}
+	return tr, nil
+}
+
 // Assembled is a server ready to Serve, with what its caller needs to run and stop it.
 type Assembled struct {
 	*Server
@@ -41,7 +88,21 @@ type Assembled struct {
 
 // Assemble builds everything enrolld runs from a validated config: secrets, store (migrated),
 // the bootstrap admin client, services and servers. clk is the clock for every deadline.
+//
+// /metrics is served on httpLis, or on its own listener bound here if cfg.MetricsAddr is set.
 func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk clock.Clock, grpcLis, httpLis net.Listener) (*Assembled, error) {
+	tr, err := assembleTransport(cfg, log, grpcLis, httpLis)
+	if err != nil {
+		return nil, err
+	}
+	app, err := assemble(ctx, cfg, log, clk, grpcLis, httpLis, tr)
+	if err != nil && tr.metricsLis != nil {
+		_ = tr.metricsLis.Close()
+	}
+	return app, err
+}
+
+func assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk clock.Clock, grpcLis, httpLis net.Listener, tr transport) (*Assembled, error) {
 	if cfg.Mode == config.ModeDemo {
 		if err := fillDemoSecrets(&cfg, log); err != nil {
 			return nil, err
@@ -82,6 +143,12 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 		_ = st.Close()
 		return nil, err
 	}
+	metrics := NewMetrics()
+	sqlDB, err := st.DB().DB()
+	if err != nil {
+		return fail(fmt.Errorf("failed to get the database handle: %w", err))
+	}
+	metrics.AddDB(sqlDB)
 	hash, err := auth.HashSecret(cfg.BootstrapAdminSecret)
 	if err != nil {
 		return fail(fmt.Errorf("failed to hash the bootstrap admin secret: %w", err))
@@ -95,7 +162,7 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 	}
 	runner := issuance.New(issuance.Config{
 		Store: st, Keyring: keyring, Master: master, Clock: clk, Log: log,
-		LeaseTTL: cfg.BatchLeaseTTL, Chunk: cfg.IssueChunk,
+		LeaseTTL: cfg.BatchLeaseTTL, Chunk: cfg.IssueChunk, Progress: metrics.Progress(),
 	})
 	svcs, err := service.New(service.Deps{
 		Store: st, Clock: clk, Keyring: keyring, MasterKey: master, Identity: hasher, Tokens: tokens, Logger: log,
@@ -108,7 +175,7 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 	if err != nil {
 		return fail(err)
 	}
-	lim := limits.Config{Limiter: limiter, AddressKey: deriveKey(idSecret, "client-address"), Log: log}
+	lim := limits.Config{Limiter: limiter, AddressKey: deriveKey(idSecret, "client-address"), Log: log, Rejected: metrics.LimitRejected}
 	for _, l := range []struct {
 		dst  *ratelimit.Limit
 		spec string
@@ -140,6 +207,7 @@ func Assemble(ctx context.Context, cfg config.Config, log *slog.Logger, clk cloc
 		},
 		Stream:  []grpc.StreamServerInterceptor{audit.StreamServerInterceptor(st, clk, audited)},
 		Workers: []func(context.Context){runner.Run, sweep.Run},
+		Metrics: metrics, MetricsListener: tr.metricsLis, Certs: tr.certs, TLSReloadInterval: cfg.TLSReloadInterval,
 	})
 	if err != nil {
 		closeLimiter()

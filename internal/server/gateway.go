@@ -14,7 +14,7 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -32,9 +32,9 @@ type gateway struct {
 	handler http.Handler
 }
 
-func newGateway(ctx context.Context, grpcAddr net.Addr, log *slog.Logger, corsOrigins []string) (*gateway, error) {
+func newGateway(ctx context.Context, grpcAddr net.Addr, creds credentials.TransportCredentials, log *slog.Logger, corsOrigins []string) (*gateway, error) {
 	target := DialTarget(grpcAddr)
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("failed to dial gRPC at %s: %w", target, err)
 	}

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/idprotect/enroll/internal/auth"
 	"github.com/idprotect/enroll/internal/clock"
@@ -29,7 +28,7 @@ type Server struct {
 	Clock *clock.Fake
 	// Conn is a gRPC client connection to the server.
 	Conn *grpc.ClientConn
-	// HTTPBase is the gateway's base URL, e.g. http://127.0.0.1:41234.
+	// HTTPBase is the gateway's base URL, e.g. http://127.0.0.1:41234 (https:// with TLS).
 	HTTPBase string
 	// AdminID and AdminSecret are the bootstrap admin's credentials.
 	AdminID, AdminSecret string
@@ -40,7 +39,7 @@ type Server struct {
 func (s *Server) Logs() string { return s.logs.String() }
 
 // Start runs a server on db with fresh production-mode secrets until t ends. opts adjust the
-// configuration (limits, CORS origins) before it is validated.
+// configuration (limits, CORS origins, TLS files) before it is validated.
 func Start(t testing.TB, db gormstore.Config, start time.Time, opts ...func(*config.Config)) *Server {
 	t.Helper()
 	jwtKey, err := auth.GenerateSigningKey("k1")
@@ -84,7 +83,8 @@ func Start(t testing.TB, db gormstore.Config, start time.Time, opts ...func(*con
 	}
 	done := make(chan error, 1)
 	go func() { done <- app.Serve(ctx) }()
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Over TLS too, pinned to the served certificate, like the gateway.
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(app.LoopbackCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +96,12 @@ func Start(t testing.TB, db gormstore.Config, start time.Time, opts ...func(*con
 		}
 		_ = app.Close()
 	})
+	scheme := "http://"
+	if app.TLS() {
+		scheme = "https://"
+	}
 	return &Server{
-		App: app, Clock: clk, Conn: conn, HTTPBase: "http://" + httpLis.Addr().String(),
+		App: app, Clock: clk, Conn: conn, HTTPBase: scheme + httpLis.Addr().String(),
 		AdminID: cfg.BootstrapAdminID, AdminSecret: adminSecret, logs: logs,
 	}
 }
