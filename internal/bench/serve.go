@@ -437,6 +437,13 @@ func (r *serveReport) write(w io.Writer) {
 	fmt.Fprintf(w, "- One operation = RedeemCode (no token) then ActivateEnrollment (partner bearer token) of the enrollment it made; each client has its own connection (gRPC: one HTTP/2 connection; REST: one keep-alive HTTP/1.1 connection, JSON). Warm-up %s per phase, not measured. Codes: %s per server.\n",
 		o.warmup, groupThousands(o.subjects))
 	fmt.Fprintln(w, "- bare = grpc-go with no interceptors, the same two RPCs as one database/sql transaction each (UPDATE codes ... RETURNING + INSERT enrollments; UPDATE enrollments ... RETURNING) on the same schema, pool and pragmas, code parsing and lookup HMAC included; bare REST = a plain grpc-gateway mux with the same JSON options in front of it over loopback.")
+	var gen []string
+	for i, ph := range r.rounds {
+		for _, p := range ph {
+			gen = append(gen, fmt.Sprintf("%d %s %s", i+1, p.Name, cores(p.ClientCPU, p.Elapsed)))
+		}
+	}
+	fmt.Fprintf(w, "- The load generator (enrollbench, same machine) used, in cores: %s.\n", strings.Join(gen, ", "))
 	fmt.Fprintln(w, "- Server CPU is the server process's user+system time per completed operation (REST includes the gateway, which runs in the server process in both cases); PostgreSQL's own processes are not included.")
 	if n := r.errors(); n > 0 {
 		fmt.Fprintf(w, "- **WARNING: %d calls failed during the load; the figures are not clean.**\n", n)

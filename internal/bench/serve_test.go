@@ -43,7 +43,7 @@ func TestServeSQLite(t *testing.T) {
 			t.Errorf("%s %s: ops/s %d, redeem p50 %v p99 %v", r[1], r[2], ops, p50, p99)
 		}
 	}
-	for _, want := range []string{"ours/bare gRPC: ", "ours/bare REST: ", "Load average", "Command: `go run ./cmd/enrollbench serve --engine sqlite"} {
+	for _, want := range []string{"ours/bare gRPC: ", "ours/bare REST: ", "Load average", "The load generator (enrollbench, same machine) used, in cores: 1 ours gRPC ", "Command: `go run ./cmd/enrollbench serve --engine sqlite"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
