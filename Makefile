@@ -65,6 +65,19 @@ bench-issue: ## Import+issue via enrolld vs raw driver, same rows (ROWS=1000000;
 		echo "PostgreSQL skipped: set ENROLL_TEST_POSTGRES_DSN=postgres://... to measure it too"; \
 	fi
 
+# Not part of test: redemption + activation load, enrolld vs a bare grpc-go server and a bare
+# gateway in the same run (docs/BENCHMARKS.md). SERVE_FLAGS adds enrollbench serve flags.
+SERVE_FLAGS ?= --clients 16 --duration 20s
+.PHONY: bench-serve
+bench-serve: ## Serving load: enrolld vs bare grpc-go / bare gateway, gRPC and REST (SQLite, plus PostgreSQL if ENROLL_TEST_POSTGRES_DSN is set).
+	go run ./cmd/enrollbench serve --engine sqlite $(SERVE_FLAGS)
+	@if [ -n "$$ENROLL_TEST_POSTGRES_DSN" ]; then \
+		echo 'go run ./cmd/enrollbench serve --engine postgres --postgres-dsn "$$ENROLL_TEST_POSTGRES_DSN" $(SERVE_FLAGS)'; \
+		go run ./cmd/enrollbench serve --engine postgres --postgres-dsn "$$ENROLL_TEST_POSTGRES_DSN" $(SERVE_FLAGS); \
+	else \
+		echo "PostgreSQL skipped: set ENROLL_TEST_POSTGRES_DSN=postgres://... to measure it too"; \
+	fi
+
 tools: $(STAMP) ## Install the pinned code generators into ./bin.
 
 $(STAMP):

@@ -65,6 +65,7 @@ type Server struct {
 	logPath  string
 	logFile  *os.File
 	GRPCAddr string
+	HTTPAddr string // the REST gateway
 	adminID  string
 	secrets  Secrets
 
@@ -149,7 +150,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		logFile.Close()
 		return nil, fmt.Errorf("failed to start %s: %w", cfg.Binary, err)
 	}
-	s := &Server{cmd: cmd, logPath: cfg.LogPath, logFile: logFile, GRPCAddr: grpcAddr, adminID: "admin",
+	s := &Server{cmd: cmd, logPath: cfg.LogPath, logFile: logFile, GRPCAddr: grpcAddr, HTTPAddr: httpAddr, adminID: "admin",
 		secrets: cfg.Secrets, exited: make(chan struct{})}
 	go func() {
 		s.waitErr = cmd.Wait()
@@ -178,8 +179,11 @@ func (s *Server) ExitError(during string) error {
 }
 
 // LogTail returns the last n lines of the server log.
-func (s *Server) LogTail(n int) string {
-	b, err := os.ReadFile(s.logPath)
+func (s *Server) LogTail(n int) string { return tailFile(s.logPath, n) }
+
+// tailFile returns the last n lines of a log file, indented.
+func tailFile(path string, n int) string {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return "  (log unreadable: " + err.Error() + ")"
 	}
@@ -267,6 +271,15 @@ func (s *Server) connect(ctx context.Context, ready time.Duration) error {
 			return fmt.Errorf("enrolld did not become ready within %s (last error: %v); log %s:\n%s", ready, err, s.logPath, s.LogTail(20))
 		}
 	}
+}
+
+// Token gets an access token for a client with its credentials.
+func (s *Server) Token(ctx context.Context, id, secret string) (string, error) {
+	resp, err := enrollv1.NewAuthServiceClient(s.plain).Token(ctx, &enrollv1.TokenRequest{GrantType: "client_credentials", ClientId: id, ClientSecret: secret})
+	if err != nil {
+		return "", fmt.Errorf("failed to get a token for client %s: %w", id, err)
+	}
+	return resp.GetAccessToken(), nil
 }
 
 // Admin is an AdminService client authenticated as the bootstrap admin.

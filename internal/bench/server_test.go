@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +25,17 @@ import (
 const fakeEnv = "ENROLLBENCH_FAKE_ENROLLD"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(bareEnv) != "" {
+		// The bare server of the serve tests: this binary, started by startBare.
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		err := bareMain(ctx, os.Args[1:], os.Stderr)
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bare server:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if mode := os.Getenv(fakeEnv); mode != "" {
 		fakeEnrolld(mode)
 		return

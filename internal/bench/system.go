@@ -34,6 +34,7 @@ type SystemResult struct {
 	Memberships     int64 // created + memberships_added
 	Codes           int64 // issued over all batches
 	Batches         int
+	BatchNames      []string // batches/{id}, for exports
 	RSSEndImport    int64
 	RSSEndIssue     int64
 	PeakRSS         int64 // highest VmRSS sample
@@ -149,6 +150,7 @@ func (r *systemRun) run(parent context.Context) (*SystemResult, error) {
 		}
 		before += done.GetIssued()
 		res.Batches++
+		res.BatchNames = append(res.BatchNames, b.GetName())
 	}
 	res.Issue = time.Since(start)
 	r.progress.done()

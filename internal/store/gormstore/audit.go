@@ -12,12 +12,15 @@ import (
 // appendAudit adds one entry to the chain inside tx. The head row's update takes its row lock
 // first, so concurrent writers queue and each links to the one before.
 func appendAudit(tx *gorm.DB, in *audit.Intent, outcome string) error {
-	if err := tx.Exec("UPDATE audit_head SET seq = seq + 1 WHERE id = 1").Error; err != nil {
-		return fmt.Errorf("failed to lock the audit chain: %w", err)
-	}
+	// Taking the next number locks the head row until commit (one chain, one writer at a
+	// time) and reads it in the same statement.
 	var head auditHeadRow
-	if err := tx.Where("id = 1").Take(&head).Error; err != nil {
-		return fmt.Errorf("failed to read the audit chain head: %w", err)
+	res := tx.Raw("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash").Scan(&head)
+	if res.Error != nil {
+		return fmt.Errorf("failed to lock the audit chain: %w", res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return fmt.Errorf("failed to read the audit chain head: %d rows", res.RowsAffected)
 	}
 	e := audit.Entry{
 		Seq: head.Seq, Time: in.Time.UTC(), Actor: in.Actor, Role: in.Role, Action: in.Action,

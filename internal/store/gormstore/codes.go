@@ -42,19 +42,24 @@ func (s *Store) LookupCode(ctx context.Context, hmacs [][]byte) (*enrollment.Cod
 	if err != nil {
 		return nil, err
 	}
-	return s.codeView(db, row)
+	return s.codeView(db, row, nil, "")
 }
 
-func (s *Store) codeView(db *gorm.DB, row *codeRow) (*enrollment.CodeView, error) {
+// codeView describes a code. A caller that has already read the code's incident, or knows
+// its enrollment, passes them (inc non-nil, enrollmentID non-empty) to save the queries: a
+// redemption builds its view inside the write transaction.
+func (s *Store) codeView(db *gorm.DB, row *codeRow, inc *incidentRow, enrollmentID string) (*enrollment.CodeView, error) {
 	v := &enrollment.CodeView{Code: row.toDomain()}
 	var subj subjectRow
 	if err := db.Where("id = ?", row.SubjectID).Take(&subj).Error; err != nil {
 		return nil, err
 	}
 	v.ExternalRef = subj.ExternalRef
-	var inc incidentRow
-	if err := db.Where("id = ?", row.IncidentID).Take(&inc).Error; err != nil {
-		return nil, err
+	if inc == nil {
+		inc = &incidentRow{}
+		if err := db.Where("id = ?", row.IncidentID).Take(inc).Error; err != nil {
+			return nil, err
+		}
 	}
 	v.Incident = *inc.toDomain()
 	var p partnerRow
@@ -71,6 +76,10 @@ func (s *Store) codeView(db *gorm.DB, row *codeRow) (*enrollment.CodeView, error
 	}
 	for i := range cohorts {
 		v.Cohorts = append(v.Cohorts, *cohorts[i].toDomain())
+	}
+	if enrollmentID != "" {
+		v.EnrollmentID = enrollmentID
+		return v, nil
 	}
 	var ids []string
 	if err := db.Model(&enrollmentRow{}).Where("code_id = ?", row.ID).Limit(1).Pluck("id", &ids).Error; err != nil {
@@ -134,7 +143,7 @@ func (s *Store) RedeemCode(ctx context.Context, hmacs [][]byte, enrollmentID str
 			return err
 		}
 		row.State, row.RedeemTime = string(enrollment.CodeRedeemed), &now
-		if view, err = s.codeView(tx, row); err != nil {
+		if view, err = s.codeView(tx, row, &inc, e.ID); err != nil {
 			return err
 		}
 		// The counters and the partner's event sequence are rows every redemption writes: on

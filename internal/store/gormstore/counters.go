@@ -65,27 +65,40 @@ func (d deltas) apply(tx *gorm.DB) error {
 		}
 		return a.day < b.day
 	})
+	// One multi-row upsert per table instead of one statement per key: a redemption touches
+	// five counter rows, and on SQLite every statement runs under the single write lock. The
+	// rows keep the sorted key order, and PostgreSQL takes their locks in that order.
+	var gauges []counterRow
+	var daily []dailyCounterRow
 	for _, k := range keys {
-		var err error
 		if k.day == "" {
-			row := counterRow{IncidentID: k.incident, CohortID: k.cohort, Kind: string(k.kind), State: k.state, N: d[k]}
-			err = tx.Clauses(clause.OnConflict{
-				Columns:   []clause.Column{{Name: "incident_id"}, {Name: "cohort_id"}, {Name: "kind"}, {Name: "state"}},
-				DoUpdates: clause.Assignments(map[string]any{"n": gorm.Expr("counters.n + excluded.n")}),
-			}).Create(&row).Error
+			gauges = append(gauges, counterRow{IncidentID: k.incident, CohortID: k.cohort, Kind: string(k.kind), State: k.state, N: d[k]})
 		} else {
-			row := dailyCounterRow{IncidentID: k.incident, CohortID: k.cohort, Kind: string(k.kind), State: k.state, Day: k.day, N: d[k]}
-			err = tx.Clauses(clause.OnConflict{
-				Columns:   []clause.Column{{Name: "incident_id"}, {Name: "cohort_id"}, {Name: "kind"}, {Name: "state"}, {Name: "day"}},
-				DoUpdates: clause.Assignments(map[string]any{"n": gorm.Expr("daily_counters.n + excluded.n")}),
-			}).Create(&row).Error
+			daily = append(daily, dailyCounterRow{IncidentID: k.incident, CohortID: k.cohort, Kind: string(k.kind), State: k.state, Day: k.day, N: d[k]})
 		}
-		if err != nil {
+	}
+	if len(gauges) > 0 {
+		if err := tx.Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "incident_id"}, {Name: "cohort_id"}, {Name: "kind"}, {Name: "state"}},
+			DoUpdates: clause.Assignments(map[string]any{"n": gorm.Expr("counters.n + excluded.n")}),
+		}).CreateInBatches(&gauges, counterBatch).Error; err != nil {
+			return err
+		}
+	}
+	if len(daily) > 0 {
+		if err := tx.Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "incident_id"}, {Name: "cohort_id"}, {Name: "kind"}, {Name: "state"}, {Name: "day"}},
+			DoUpdates: clause.Assignments(map[string]any{"n": gorm.Expr("daily_counters.n + excluded.n")}),
+		}).CreateInBatches(&daily, counterBatch).Error; err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// counterBatch bounds the rows of one counter upsert: a sweep's deltas can span many days,
+// and 6 bound parameters per row must stay under SQLite's limit of 32766.
+const counterBatch = 1000
 
 // appendEvent records a state change. count > 1 summarises a bulk transition. An event of a
 // partner takes the partner's next sequence number in the same transaction: the upsert on
