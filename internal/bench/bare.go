@@ -46,6 +46,14 @@ import (
 // It runs as a subprocess (this binary, with bareEnv set), so that it has a Go runtime and
 // a process of its own, like enrolld, and does not share the load generator's.
 
+// The bare server's two kinds of transaction: the minimum a redemption and an activation
+// need (claim the code and create the enrollment; activate it), or exactly enrolld's own
+// (the store's, with counters, events and the audit entry).
+const (
+	bareMinimal = "minimal"
+	bareSameTx  = "store"
+)
+
 // bareEnv, when set in the environment, makes Main (and the test binary) run the bare server
 // with the arguments given.
 const bareEnv = "ENROLLBENCH_BARE_SERVER"
@@ -203,6 +211,7 @@ func bareMain(ctx context.Context, args []string, stderr io.Writer) error {
 	grpcAddr := fs.String("grpc-addr", "", "")
 	httpAddr := fs.String("http-addr", "", "")
 	cpuProfile := fs.String("cpuprofile", "", "")
+	txMode := fs.String("tx", bareMinimal, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -230,8 +239,17 @@ func bareMain(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	gs := grpc.NewServer()
-	enrollv1.RegisterRedemptionServiceServer(gs, &bareRedemption{d: d})
-	enrollv1.RegisterPartnerServiceServer(gs, &barePartner{d: d})
+	switch *txMode {
+	case bareMinimal:
+		enrollv1.RegisterRedemptionServiceServer(gs, &bareRedemption{d: d})
+		enrollv1.RegisterPartnerServiceServer(gs, &barePartner{d: d})
+	case bareSameTx:
+		b := &bareStore{st: st, keyring: keyring, partnerID: bareIncident.PartnerID}
+		enrollv1.RegisterRedemptionServiceServer(gs, &bareStoreRedemption{b: b})
+		enrollv1.RegisterPartnerServiceServer(gs, &bareStorePartner{b: b})
+	default:
+		return fmt.Errorf("--tx %q: want %s or %s", *txMode, bareMinimal, bareSameTx)
+	}
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
 
@@ -290,7 +308,7 @@ type bareProc struct {
 
 // startBare starts this executable as the bare server on driver/dsn and waits until its
 // health service answers SERVING.
-func startBare(ctx context.Context, driver, dsn string, sec Secrets, logPath, cpuProfile string) (*bareProc, error) {
+func startBare(ctx context.Context, driver, dsn, txMode string, sec Secrets, logPath, cpuProfile string) (*bareProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -307,7 +325,7 @@ func startBare(ctx context.Context, driver, dsn string, sec Secrets, logPath, cp
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--db-driver", driver, "--db-dsn", dsn, "--grpc-addr", ga, "--http-addr", ha}
+	args := []string{"--db-driver", driver, "--db-dsn", dsn, "--grpc-addr", ga, "--http-addr", ha, "--tx", txMode}
 	if cpuProfile != "" {
 		args = append(args, "--cpuprofile", cpuProfile)
 	}

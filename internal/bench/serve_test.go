@@ -30,10 +30,10 @@ func TestServeSQLite(t *testing.T) {
 		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
 	}
 	report := out.String()
-	row := regexp.MustCompile(`(?m)^\| 1 \| (ours|bare) \| (gRPC|REST) \| ([0-9,]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| 0 \|$`)
+	row := regexp.MustCompile(`(?m)^\| 1 \| (ours|bare-store|bare-min) \| (gRPC|REST) \| ([0-9,]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| ([0-9.]+) \| 0 \|$`)
 	rows := row.FindAllStringSubmatch(report, -1)
-	if len(rows) != 4 {
-		t.Fatalf("want 4 clean phase rows, got %d:\n%s", len(rows), report)
+	if len(rows) != 6 {
+		t.Fatalf("want 6 clean phase rows, got %d:\n%s", len(rows), report)
 	}
 	for _, r := range rows {
 		ops, _ := strconv.Atoi(strings.ReplaceAll(r[3], ",", ""))
@@ -43,7 +43,7 @@ func TestServeSQLite(t *testing.T) {
 			t.Errorf("%s %s: ops/s %d, redeem p50 %v p99 %v", r[1], r[2], ops, p50, p99)
 		}
 	}
-	for _, want := range []string{"ours/bare gRPC: ", "ours/bare REST: ", "Load average", "The load generator (enrollbench, same machine) used, in cores: 1 ours gRPC ", "Command: `go run ./cmd/enrollbench serve --engine sqlite"} {
+	for _, want := range []string{"ours/bare-store gRPC: ", "ours/bare-store REST: ", "ours/bare-min (reference", "Load average", "The load generator (enrollbench, same machine) used, in cores: 1 ours gRPC ", "Command: `go run ./cmd/enrollbench serve --engine sqlite"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
@@ -68,7 +68,7 @@ func TestBareServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bp, err := startBare(ctx, tgt.driver, tgt.dsn, sec, filepath.Join(t.TempDir(), "bare.log"), "")
+	bp, err := startBare(ctx, tgt.driver, tgt.dsn, bareMinimal, sec, filepath.Join(t.TempDir(), "bare.log"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
