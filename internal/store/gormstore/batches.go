@@ -74,20 +74,31 @@ func (r *batchRow) toDomain() *enrollment.Batch {
 // its lease and the counters move in the same transaction as the code rows, so a crash
 // between chunks loses nothing and repeats nothing.
 func (s *Store) IssueNext(ctx context.Context, batchID string, lease store.Lease, limit int, now time.Time, mint store.MintFunc) (int, error) {
-	issued, err := s.issueNext(ctx, batchID, lease, limit, now, mint, false)
-	if isDuplicate(err) {
-		// A code HMAC collided with an existing one (p ≈ 3e-8 over 50M codes) or a concurrent
-		// writer got there first. Redo the chunk with an explicit collision check, which
-		// resolves HMAC collisions deterministically by attempt number.
-		issued, err = s.issueNext(ctx, batchID, lease, limit, now, mint, true)
+	for {
+		issued, more, err := s.issueNext(ctx, batchID, lease, limit, now, mint, false)
+		if isDuplicate(err) {
+			// A code HMAC collided with an existing one (p ≈ 3e-8 over 50M codes) or a
+			// concurrent writer got there first. Redo the chunk with an explicit collision
+			// check, which resolves HMAC collisions deterministically by attempt number.
+			issued, more, err = s.issueNext(ctx, batchID, lease, limit, now, mint, true)
+		}
+		// more: a long run of members who all had codes already was skipped in its own
+		// transaction; go on from there.
+		if err != nil || issued > 0 || !more {
+			return issued, err
+		}
 	}
-	return issued, err
 }
 
-func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease, limit int, now time.Time, mint store.MintFunc, checkCollisions bool) (int, error) {
-	issued := 0
+// scanRounds bounds the members one issuance transaction looks at (scanRounds × limit), so a
+// cohort whose members mostly got their codes in another cohort's batch is skipped in short
+// transactions rather than one that holds the write lock for minutes.
+const scanRounds = 20
+
+func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease, limit int, now time.Time, mint store.MintFunc, checkCollisions bool) (int, bool, error) {
+	issued, more := 0, false
 	err := s.bulkTx(ctx, func(tx *gorm.DB) error {
-		issued = 0
+		issued, more = 0, false
 		if err := s.lockIssuance(tx, batchID); err != nil {
 			return err
 		}
@@ -110,6 +121,10 @@ func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease
 		}
 		progress := map[string]any{"lease_owner": lease.Owner, "lease_until": lease.Until, "update_time": now}
 		if len(subjectIDs) == 0 {
+			if cursor != b.ScanCursor {
+				progress["scan_cursor"] = cursor
+				more = true
+			}
 			return tx.Model(&batchRow{}).Where("id = ?", b.ID).Updates(progress).Error
 		}
 		rows, err := mintRows(tx, subjectIDs, mint, checkCollisions)
@@ -130,18 +145,19 @@ func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease
 		issued = len(rows)
 		return d.apply(tx)
 	})
-	return issued, err
+	return issued, more, err
 }
 
 // nextWithoutCode returns up to limit members of the batch's cohort after its cursor that have
 // no code yet (a member of two cohorts may have had one from the other cohort's batch), and
-// the cursor to store: the last member looked at. It reads the members in subject order, then
+// the cursor to store: the last member looked at. It looks at no more than scanRounds × limit
+// members; none returned with a moved cursor means "none yet", with the same cursor "none left". It reads the members in subject order, then
 // asks which of them have a code: two index range scans. As one NOT EXISTS anti-join,
 // PostgreSQL's planner chose to hash the whole codes table for every chunk (380 ms per
 // 5,000-code chunk at 5M codes, measured), so issuance slowed down as it went.
 func (s *Store) nextWithoutCode(tx *gorm.DB, b *batchRow, limit int) ([]int64, int64, error) {
 	cursor := b.ScanCursor
-	for {
+	for range scanRounds {
 		var members []int64
 		err := tx.Model(&membershipRow{}).
 			Where("incident_id = ? AND cohort_id = ? AND subject_id > ?", b.IncidentID, b.CohortID, cursor).
@@ -151,8 +167,12 @@ func (s *Store) nextWithoutCode(tx *gorm.DB, b *batchRow, limit int) ([]int64, i
 		}
 		cursor = members[len(members)-1]
 		var coded []int64
-		if err := s.findIn(tx, &coded, "SELECT subject_id FROM codes WHERE incident_id = ", b.IncidentID, "subject_id", members); err != nil {
-			return nil, cursor, err
+		for _, part := range chunk(len(members), maxListValues) {
+			var got []int64
+			if err := s.findIn(tx, &got, "SELECT subject_id FROM codes WHERE incident_id = ", b.IncidentID, "subject_id", members[part[0]:part[1]]); err != nil {
+				return nil, cursor, err
+			}
+			coded = append(coded, got...)
 		}
 		if len(coded) == 0 {
 			return members, cursor, nil
@@ -171,6 +191,7 @@ func (s *Store) nextWithoutCode(tx *gorm.DB, b *batchRow, limit int) ([]int64, i
 			return without, cursor, nil
 		}
 	}
+	return nil, cursor, nil
 }
 
 // mintRows derives a code HMAC per subject. Within the chunk, a repeated HMAC moves to the

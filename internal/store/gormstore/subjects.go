@@ -34,7 +34,7 @@ func (s *Store) ImportSubjects(ctx context.Context, incidentID string, rows []en
 // so fewer, larger ones win; both engines take far more bound parameters than these use
 // (5,000 values per lookup, 2,000 rows × 5 columns per insert).
 const (
-	importLookupRows = 5000
+	maxListValues = 5000
 	importInsertRows = 2000
 )
 
@@ -81,7 +81,7 @@ func (s *Store) newImporter(tx *gorm.DB, incidentID string, rows []enrollment.Su
 		keys = append(keys, r.IdentityKey)
 	}
 	var existing []subjectRow
-	for _, part := range chunk(len(refs), importLookupRows) {
+	for _, part := range chunk(len(refs), maxListValues) {
 		for _, q := range []struct {
 			col    string
 			values any
@@ -103,7 +103,7 @@ func (s *Store) newImporter(tx *gorm.DB, incidentID string, rows []enrollment.Su
 		}
 		ids = append(ids, sr.ID)
 	}
-	for _, part := range chunk(len(ids), importLookupRows) {
+	for _, part := range chunk(len(ids), maxListValues) {
 		var ms []membershipRow
 		err := s.findIn(tx, &ms, "SELECT incident_id, cohort_id, subject_id FROM subject_cohorts WHERE incident_id = ", incidentID, "subject_id", ids[part[0]:part[1]])
 		if err != nil {

@@ -12,6 +12,17 @@ import (
 )
 
 // refs returns n external refs with a prefix: P-01, P-02, ...
+// refsOf lists the external refs of rows in cohortID.
+func refsOf(rows []enrollment.SubjectRow, cohortID string) []string {
+	var out []string
+	for _, r := range rows {
+		if r.CohortID == cohortID {
+			out = append(out, r.ExternalRef)
+		}
+	}
+	return out
+}
+
 func refs(prefix string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -137,6 +148,27 @@ var issuanceTests = map[string]func(t *testing.T, open OpenFunc){
 		if c := f.StartBatch("batch-b2", CohortB); c.Total != 0 {
 			t.Fatalf("new cohort B batch total = %d, want 0", c.Total)
 		}
+	},
+	"a long run of members coded in another cohort is skipped, not taken for the end": func(t *testing.T, open OpenFunc) {
+		f := NewFixture(t, open)
+		// 100 people in both cohorts (more than one issuance transaction looks at with
+		// limit 2), then one person only in cohort B.
+		var rows []enrollment.SubjectRow
+		for i := range 100 {
+			person := fmt.Sprintf("both-%03d", i)
+			rows = append(rows, Row(int64(2*i+2), "A-"+person, CohortA, person), Row(int64(2*i+3), "B-"+person, CohortB, person))
+		}
+		rows = append(rows, Row(300, "B-only", CohortB, "only-b"))
+		f.Import(IncidentID, rows...)
+		a := f.StartBatch("batch-a", CohortA)
+		if n := f.Drain(a.ID, 50, Mint); n != 100 {
+			t.Fatalf("batch A issued %d, want 100", n)
+		}
+		b := f.StartBatch("batch-b", CohortB)
+		if n := f.Drain(b.ID, 2, Mint); n != 1 {
+			t.Fatalf("batch B issued %d, want 1 (the one person not in cohort A)", n)
+		}
+		wantOneCodePerPerson(t, f, append(refsOf(rows[0:200:200], CohortA), "B-only"), a.ID, b.ID)
 	},
 	"a second batch for an issued cohort issues nothing": func(t *testing.T, open OpenFunc) {
 		f := NewFixture(t, open)
