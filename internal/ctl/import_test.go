@@ -125,6 +125,21 @@ func TestImportStopsAtMaxErrors(t *testing.T) {
 		// first chunk.
 		{"bad data", generated(t, eligibility.GenerateOptions{Rows: 12000, Seed: 4, Malformed: 12}, nil), 11502, 1501},
 	}
+	// Errors only the store finds (unknown cohort, lines 100 and 200, in the first 5,000-row
+	// chunk) are counted while the server already reads the next chunk: the stop is the
+	// second of them, so the bad row at line 7000 is neither reported nor anything from the
+	// second chunk imported (the first chunk, written whole, is; its rows are counted).
+	mixed := map[int]string{
+		100: "APP-U1,no-such-cohort,Smith,1980-01-01,123-45-6789,,12345", 200: "APP-U2,no-such-cohort,Jones,1981-02-02,123-45-6780,,12345",
+		7000: "APP-B1,credit-applicants,,1980-01-01,123-45-6789,,12345", 7100: "APP-B2,credit-applicants,,1981-02-02,123-45-6780,,12345",
+		9000: "APP-B3,credit-applicants,,1982-03-03,123-45-6781,,12345",
+	}
+	tests = append(tests, struct {
+		name    string
+		data    []byte
+		notSeen int64
+		read    int64
+	}{"store errors then bad data", generated(t, eligibility.GenerateOptions{Rows: 12000, Seed: 5}, mixed), 7000, 6998})
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -81,8 +81,6 @@ type importRun struct {
 	// while the next is received and hashed, so the database is never idle waiting for the
 	// stream; chunks still commit one after another, in file order.
 	inflight chan chunkResult
-	// rejected counts the rows of the current chunk refused before reaching the store.
-	rejected int64
 }
 
 type chunkResult struct {
@@ -126,7 +124,15 @@ func (r *importRun) accept(ctx context.Context, req *enrollv1.ImportSubjectsRequ
 			}
 		}
 		if err != nil {
-			r.rejected++
+			// The chunk in flight may hold errors only the store finds, on earlier lines:
+			// count them first, so that the stop falls on the right line.
+			if werr := r.wait(); werr != nil {
+				return werr
+			}
+			if r.resp.Stopped {
+				r.resp.RowsRead--
+				break
+			}
 			r.reject(enrollment.ImportError{Line: line, Reason: err.Error()})
 			continue
 		}
@@ -149,16 +155,17 @@ func (r *importRun) reject(e enrollment.ImportError) {
 }
 
 // flush starts writing the rows received so far, once the chunk before them is written. If
-// the errors up to the end of that earlier chunk already exceed the limit, the stop lies
-// before these rows and they are dropped unwritten; if the limit was reached inside this
-// chunk, its rows before the stop are kept.
+// that earlier chunk's errors reached the limit, the stop lies before these rows and they are
+// dropped unwritten; if a row of this chunk reached it (accept has already collected the
+// earlier chunk then), the rows before the stop are kept.
 func (r *importRun) flush(ctx context.Context) error {
+	stoppedHere := r.resp.Stopped
 	if err := r.wait(); err != nil {
 		return err
 	}
-	rows, stoppedEarlier := r.rows, r.resp.ErrorCount-r.rejected > r.maxErrors
-	r.rows, r.seen, r.rejected = make([]enrollment.SubjectRow, 0, importBatchRows), map[string][]byte{}, 0
-	if len(rows) == 0 || stoppedEarlier {
+	rows := r.rows
+	r.rows, r.seen = make([]enrollment.SubjectRow, 0, importBatchRows), map[string][]byte{}
+	if len(rows) == 0 || (r.resp.Stopped && !stoppedHere) {
 		return nil
 	}
 	r.inflight = make(chan chunkResult, 1)

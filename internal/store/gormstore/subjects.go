@@ -34,7 +34,7 @@ func (s *Store) ImportSubjects(ctx context.Context, incidentID string, rows []en
 // so fewer, larger ones win; both engines take far more bound parameters than these use
 // (5,000 values per lookup, 2,000 rows × 5 columns per insert).
 const (
-	maxListValues = 5000
+	maxListValues    = 5000
 	importInsertRows = 2000
 )
 
