@@ -109,7 +109,7 @@ func (e *env) rawOnce(ctx context.Context, in *input) (*RawResult, int64, error)
 	)
 	switch t.driver {
 	case gormstore.DriverSQLite:
-		db, err := st.DB().DB()
+		db, err := st.BulkDB().DB()
 		if err != nil {
 			return nil, 0, err
 		}
@@ -119,7 +119,7 @@ func (e *env) rawOnce(ctx context.Context, in *input) (*RawResult, int64, error)
 		}
 		defer conn.Close()
 		w = newSQLiteWriter(conn, e.o.rawStmtRows, meta)
-		method = fmt.Sprintf("database/sql + mattn/go-sqlite3, gormstore's pragmas, prepared %d-row INSERTs, %s rows per transaction", e.o.rawStmtRows, groupThousands(int64(e.o.rawChunk)))
+		method = fmt.Sprintf("database/sql + mattn/go-sqlite3, gormstore's bulk connection and pragmas, prepared %d-row INSERTs, %s rows per transaction", e.o.rawStmtRows, groupThousands(int64(e.o.rawChunk)))
 	default:
 		conn, err := pgx.Connect(ctx, t.dsn)
 		if err != nil {

@@ -27,7 +27,7 @@ type bulkTxKey struct{}
 // reach through the context.
 func (s *Store) bulkTx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	if s.driver != DriverPostgres {
-		return s.tx(ctx, fn)
+		return busy(s.bulk.WithContext(ctx).Transaction(withAudit(ctx, fn)))
 	}
 	sqlDB, err := s.db.DB()
 	if err != nil {
