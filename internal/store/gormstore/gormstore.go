@@ -131,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 // connection's, so at most 8 × 8 + 64 = 128 MiB in all.
 const (
 	sqlitePoolCacheKiB = 8 << 10
-	sqliteBulkCacheKiB = 64 << 10
+	sqliteBulkCacheKiB = 32 << 10
 )
 
 // sqliteDSN adds the settings a concurrent server needs: WAL so readers do not block the
