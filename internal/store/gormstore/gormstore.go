@@ -50,6 +50,8 @@ type Store struct {
 	// own, on PostgreSQL the pool.
 	bulk   *gorm.DB
 	driver string
+	// stopTrim ends the SQLite memory trimmer.
+	stopTrim chan struct{}
 }
 
 var _ store.Store = (*Store)(nil)
@@ -123,8 +125,26 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		}
 		bulkDB.SetMaxOpenConns(1)
 		bulkDB.SetMaxIdleConns(1)
+		s.stopTrim = make(chan struct{})
+		go trimEvery(sqliteTrimInterval, s.stopTrim)
 	}
 	return s, nil
+}
+
+// sqliteTrimInterval is how often freed C memory is handed back (a few milliseconds of work).
+const sqliteTrimInterval = 5 * time.Second
+
+func trimEvery(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			releaseFreedMemory()
+		}
+	}
 }
 
 // SQLite page cache per connection, in KiB: the pool's (up to 8 by default) and the one bulk
@@ -152,6 +172,10 @@ func sqliteDSN(path string, cacheKiB int) string {
 
 // Close releases the pool.
 func (s *Store) Close() error {
+	if s.stopTrim != nil {
+		close(s.stopTrim)
+		s.stopTrim = nil
+	}
 	if s.bulk != s.db {
 		if bulkDB, err := s.bulk.DB(); err == nil {
 			_ = bulkDB.Close()
