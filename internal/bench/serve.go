@@ -463,7 +463,7 @@ func (r *serveReport) write(w io.Writer) {
 	if len(r.rounds) > 1 {
 		fmt.Fprintln(w, "- Ratios are the median over the rounds.")
 	}
-	fmt.Fprintf(w, "- One operation = RedeemCode (no token) then ActivateEnrollment (partner bearer token) of the enrollment it made; each client has its own connection (gRPC: one HTTP/2 connection; REST: one keep-alive HTTP/1.1 connection, JSON). Warm-up %s per phase, not measured. Codes: %s per server.\n",
+	fmt.Fprintf(w, "- One operation = RedeemCode (no token) then ActivateEnrollment (partner bearer token) of the enrollment it made; each client has its own connection (gRPC: one HTTP/2 connection; REST: one keep-alive HTTP/1.1 connection, JSON). Warm-up %s per phase, not measured. Subjects: %s imported into enrolld; the codes it issued are split half for ours, half for bare-store, and bare-min gets as many of its own.\n",
 		o.warmup, groupThousands(o.subjects))
 	fmt.Fprintln(w, "- bare-store = grpc-go with no interceptors whose two RPCs run enrolld's own transactions (the same store methods, audit entry included) on enrolld's database; it is the like-for-like baseline of the targets. Ours and bare-store each get half of the codes enrolld issued.")
 	fmt.Fprintln(w, "- bare-min = grpc-go with no interceptors, the same two RPCs as one database/sql transaction each (UPDATE codes ... RETURNING + INSERT enrollments; UPDATE enrollments ... RETURNING) on the same schema, pool and pragmas, code parsing and lookup HMAC included; bare REST = a plain grpc-gateway mux with the same JSON options in front of it over loopback.")
