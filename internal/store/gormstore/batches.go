@@ -151,8 +151,9 @@ func (s *Store) issueNext(ctx context.Context, batchID string, lease store.Lease
 // nextWithoutCode returns up to limit members of the batch's cohort after its cursor that have
 // no code yet (a member of two cohorts may have had one from the other cohort's batch), and
 // the cursor to store: the last member looked at. It looks at no more than scanRounds × limit
-// members; none returned with a moved cursor means "none yet", with the same cursor "none left". It reads the members in subject order, then
-// asks which of them have a code: two index range scans. As one NOT EXISTS anti-join,
+// members; none returned with a moved cursor means "none yet", with the same cursor "none
+// left". It reads the members in subject order, then asks which of them have a code: two
+// index range scans. As one NOT EXISTS anti-join,
 // PostgreSQL's planner chose to hash the whole codes table for every chunk (380 ms per
 // 5,000-code chunk at 5M codes, measured), so issuance slowed down as it went.
 func (s *Store) nextWithoutCode(tx *gorm.DB, b *batchRow, limit int) ([]int64, int64, error) {
@@ -166,13 +167,9 @@ func (s *Store) nextWithoutCode(tx *gorm.DB, b *batchRow, limit int) ([]int64, i
 			return nil, cursor, err
 		}
 		cursor = members[len(members)-1]
-		var coded []int64
-		for _, part := range chunk(len(members), maxListValues) {
-			var got []int64
-			if err := s.findIn(tx, &got, "SELECT subject_id FROM codes WHERE incident_id = ", b.IncidentID, "subject_id", members[part[0]:part[1]]); err != nil {
-				return nil, cursor, err
-			}
-			coded = append(coded, got...)
+		coded, err := findIn[int64](s, tx, "SELECT subject_id FROM codes WHERE incident_id = ", b.IncidentID, "subject_id", members)
+		if err != nil {
+			return nil, cursor, err
 		}
 		if len(coded) == 0 {
 			return members, cursor, nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"reflect"
 	"strings"
 
 	"gorm.io/gorm"
@@ -80,20 +79,16 @@ func (s *Store) newImporter(tx *gorm.DB, incidentID string, rows []enrollment.Su
 		refs = append(refs, r.ExternalRef)
 		keys = append(keys, r.IdentityKey)
 	}
-	var existing []subjectRow
-	for _, part := range chunk(len(refs), maxListValues) {
-		for _, q := range []struct {
-			col    string
-			values any
-		}{{"external_ref", refs[part[0]:part[1]]}, {"identity_key", keys[part[0]:part[1]]}} {
-			var got []subjectRow
-			err := s.findIn(tx, &got, "SELECT id, incident_id, external_ref, identity_key, cohort_id FROM subjects WHERE incident_id = ", incidentID, q.col, q.values)
-			if err != nil {
-				return nil, err
-			}
-			existing = append(existing, got...)
-		}
+	const subjectQuery = "SELECT id, incident_id, external_ref, identity_key, cohort_id FROM subjects WHERE incident_id = "
+	existing, err := findIn[subjectRow](s, tx, subjectQuery, incidentID, "external_ref", refs)
+	if err != nil {
+		return nil, err
 	}
+	byKey, err := findIn[subjectRow](s, tx, subjectQuery, incidentID, "identity_key", keys)
+	if err != nil {
+		return nil, err
+	}
+	existing = append(existing, byKey...)
 	ids := make([]int64, 0, len(existing))
 	for i := range existing {
 		sr := &existing[i]
@@ -103,15 +98,12 @@ func (s *Store) newImporter(tx *gorm.DB, incidentID string, rows []enrollment.Su
 		}
 		ids = append(ids, sr.ID)
 	}
-	for _, part := range chunk(len(ids), maxListValues) {
-		var ms []membershipRow
-		err := s.findIn(tx, &ms, "SELECT incident_id, cohort_id, subject_id FROM subject_cohorts WHERE incident_id = ", incidentID, "subject_id", ids[part[0]:part[1]])
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range ms {
-			imp.memberships[membershipKey{m.SubjectID, m.CohortID}] = true
-		}
+	ms, err := findIn[membershipRow](s, tx, "SELECT incident_id, cohort_id, subject_id FROM subject_cohorts WHERE incident_id = ", incidentID, "subject_id", ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range ms {
+		imp.memberships[membershipKey{m.SubjectID, m.CohortID}] = true
 	}
 	return imp, nil
 }
@@ -202,43 +194,59 @@ func (imp *importer) run(res *enrollment.ImportResult) error {
 	return nil
 }
 
-// findIn scans into dest the rows of query, which ends in "<column> = " and is completed
-// with the first parameter and "AND col IN values". PostgreSQL gets the values as one array
-// parameter (col = ANY($2)): a list of thousands of separate parameters defeats its planner,
-// which then scans the whole table comparing every row with every value (2 s per 5,000-value
-// look-up at only 200k subjects, measured). SQLite serves an IN list from the index directly.
-func (s *Store) findIn(tx *gorm.DB, dest any, query string, first any, col string, values any) error {
-	var q strings.Builder
-	q.WriteString(query)
-	s.placeholder(&q, 1)
-	args := []any{first}
-	if s.driver == DriverPostgres {
-		q.WriteString(" AND " + col + " = ANY($2)")
-		args = append(args, values)
-	} else {
-		q.WriteString(" AND " + col + " IN (")
-		v := reflect.ValueOf(values)
-		for i := range v.Len() {
-			if i > 0 {
-				q.WriteByte(',')
+// findIn returns the rows of query, which ends in "<column> = " and is completed with first
+// and "AND col IN values", looking the values up in lists of at most maxListValues.
+// PostgreSQL gets each list as one array parameter (col = ANY($2)): a list of thousands of
+// separate parameters defeats its planner, which then scans the whole table comparing every
+// row with every value (2 s per 5,000-value look-up at only 200k subjects, measured). SQLite
+// serves an IN list from the index directly.
+func findIn[T, V any](s *Store, tx *gorm.DB, query string, first any, col string, values []V) ([]T, error) {
+	var out []T
+	for _, part := range chunk(len(values), maxListValues) {
+		list := values[part[0]:part[1]]
+		var q strings.Builder
+		q.WriteString(query)
+		s.placeholder(&q, 1)
+		args := []any{first}
+		if s.driver == DriverPostgres {
+			q.WriteString(" AND " + col + " = ANY($2)")
+			args = append(args, list)
+		} else {
+			q.WriteString(" AND " + col + " IN (")
+			for i, v := range list {
+				if i > 0 {
+					q.WriteByte(',')
+				}
+				q.WriteByte('?')
+				args = append(args, v)
 			}
-			q.WriteByte('?')
-			args = append(args, v.Index(i).Interface())
+			q.WriteByte(')')
 		}
-		q.WriteByte(')')
+		got, err := scanAll[T](s, tx, q.String(), args)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
 	}
-	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, q.String(), args...)
+	return out, nil
+}
+
+// scanAll runs a query that bypasses gorm's statement builder (which would expand a slice
+// argument into a list) and scans its rows with gorm's scanner.
+func scanAll[T any](s *Store, tx *gorm.DB, query string, args []any) ([]T, error) {
+	rows, err := tx.Statement.ConnPool.QueryContext(tx.Statement.Context, query, args...)
 	if err != nil {
-		return s.translate(err)
+		return nil, s.translate(err)
 	}
 	defer rows.Close()
+	var got []T
 	// Given a slice, ScanRows reads the current row and every row after it.
 	if rows.Next() {
-		if err := tx.ScanRows(rows, dest); err != nil {
-			return err
+		if err := tx.ScanRows(rows, &got); err != nil {
+			return nil, err
 		}
 	}
-	return rows.Err()
+	return got, rows.Err()
 }
 
 var (
