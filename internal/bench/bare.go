@@ -163,15 +163,25 @@ func (s *bareRedemption) RedeemCode(ctx context.Context, req *enrollv1.RedeemCod
 	}, nil
 }
 
+// bareActivationID is the enrollment id of an activation request, checked as both bare
+// servers need it.
+func bareActivationID(req *enrollv1.ActivateEnrollmentRequest) (string, error) {
+	id, ok := strings.CutPrefix(req.GetName(), "enrollments/")
+	if !ok || id == "" || req.GetMemberId() == "" {
+		return "", status.Error(codes.InvalidArgument, "want name enrollments/{id} and a member_id")
+	}
+	return id, nil
+}
+
 type barePartner struct {
 	enrollv1.UnimplementedPartnerServiceServer
 	d *bareDB
 }
 
 func (s *barePartner) ActivateEnrollment(ctx context.Context, req *enrollv1.ActivateEnrollmentRequest) (*enrollv1.ActivateEnrollmentResponse, error) {
-	id, ok := strings.CutPrefix(req.GetName(), "enrollments/")
-	if !ok || id == "" || req.GetMemberId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "want name enrollments/{id} and a member_id")
+	id, err := bareActivationID(req)
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now().UTC()
 	end := enrollment.AddMonthsClamped(now, bareIncident.CoverageMonths)

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -66,9 +65,9 @@ type bareStorePartner struct {
 }
 
 func (s *bareStorePartner) ActivateEnrollment(ctx context.Context, req *enrollv1.ActivateEnrollmentRequest) (*enrollv1.ActivateEnrollmentResponse, error) {
-	id, ok := strings.CutPrefix(req.GetName(), "enrollments/")
-	if !ok || id == "" || req.GetMemberId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "want name enrollments/{id} and a member_id")
+	id, err := bareActivationID(req)
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now().UTC()
 	ctx = audit.WithIntent(ctx, &audit.Intent{
