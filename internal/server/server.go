@@ -84,9 +84,14 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	// Metrics outermost, so calls refused by authentication or limits are counted too.
 	unary := append([]grpc.UnaryServerInterceptor{o.Metrics.rpc.UnaryServerInterceptor()}, unaryChain(o.Logger, o.Tokens, policy)...)
 	stream := append([]grpc.StreamServerInterceptor{o.Metrics.rpc.StreamServerInterceptor()}, streamChain(o.Logger, o.Tokens, policy)...)
+	// Error mapping innermost: handlers return domain errors, and every link above sees the
+	// final status code.
+	mapUnary, mapStream := service.ErrorMapping(o.Logger)
+	unary = append(append(unary, o.Unary...), mapUnary)
+	stream = append(append(stream, o.Stream...), mapStream)
 	gopts := []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(append(unary, o.Unary...)...),
-		grpc.ChainStreamInterceptor(append(stream, o.Stream...)...),
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
 		grpc.MaxRecvMsgSize(8 << 20),
 	}
 	if o.Certs != nil {

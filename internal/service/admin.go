@@ -19,10 +19,10 @@ type AdminServer struct {
 func (s *AdminServer) CreateIncident(ctx context.Context, req *enrollv1.CreateIncidentRequest) (*enrollv1.CreateIncidentResponse, error) {
 	in, err := s.incidentFromRequest(req)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if err := s.Store.CreateIncident(ctx, in); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.CreateIncidentResponse{Incident: incidentToProto(in)}, nil
 }
@@ -68,11 +68,11 @@ func (s *AdminServer) incidentFromRequest(req *enrollv1.CreateIncidentRequest) (
 func (s *AdminServer) GetIncident(ctx context.Context, req *enrollv1.GetIncidentRequest) (*enrollv1.GetIncidentResponse, error) {
 	id, err := parseName("name", req.GetName(), "incidents")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	in, err := s.Store.GetIncident(ctx, id)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.GetIncidentResponse{Incident: incidentToProto(in)}, nil
 }
@@ -81,11 +81,11 @@ func (s *AdminServer) GetIncident(ctx context.Context, req *enrollv1.GetIncident
 func (s *AdminServer) ListIncidents(ctx context.Context, req *enrollv1.ListIncidentsRequest) (*enrollv1.ListIncidentsResponse, error) {
 	size, after, err := page(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	list, err := s.Store.ListIncidents(ctx, after, size)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &enrollv1.ListIncidentsResponse{}
 	for _, in := range list {
@@ -101,10 +101,10 @@ func (s *AdminServer) ListIncidents(ctx context.Context, req *enrollv1.ListIncid
 func (s *AdminServer) CreateCohort(ctx context.Context, req *enrollv1.CreateCohortRequest) (*enrollv1.CreateCohortResponse, error) {
 	c, err := cohortFromRequest(req)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if err := s.Store.CreateCohort(ctx, c); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.CreateCohortResponse{Cohort: cohortToProto(c)}, nil
 }
@@ -156,18 +156,18 @@ func cohortFromRequest(req *enrollv1.CreateCohortRequest) (*enrollment.Cohort, e
 func (s *AdminServer) ListCohorts(ctx context.Context, req *enrollv1.ListCohortsRequest) (*enrollv1.ListCohortsResponse, error) {
 	incidentID, err := parseName("parent", req.GetParent(), "incidents")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	size, after, err := page(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if _, err := s.Store.GetIncident(ctx, incidentID); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	list, err := s.Store.ListCohorts(ctx, incidentID, after, size)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &enrollv1.ListCohortsResponse{}
 	for _, c := range list {
@@ -182,20 +182,20 @@ func (s *AdminServer) ListCohorts(ctx context.Context, req *enrollv1.ListCohorts
 // CreatePartner creates a partner.
 func (s *AdminServer) CreatePartner(ctx context.Context, req *enrollv1.CreatePartnerRequest) (*enrollv1.CreatePartnerResponse, error) {
 	if err := enrollment.ValidateResourceID("partner_id", req.GetPartnerId()); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	pp := req.GetPartner()
 	name := strings.TrimSpace(pp.GetDisplayName())
 	if name == "" {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("partner.display_name is required"))
+		return nil, enrollment.Invalidf("partner.display_name is required")
 	}
 	uri := pp.GetEnrollmentUri()
 	if !strings.HasPrefix(uri, "https://") && !strings.HasPrefix(uri, "http://localhost") && !strings.HasPrefix(uri, "http://127.0.0.1") {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("partner.enrollment_uri must be an https URL"))
+		return nil, enrollment.Invalidf("partner.enrollment_uri must be an https URL")
 	}
 	p := &enrollment.Partner{ID: req.GetPartnerId(), DisplayName: name, EnrollmentURI: uri}
 	if err := s.Store.CreatePartner(ctx, p); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.CreatePartnerResponse{Partner: partnerToProto(p)}, nil
 }
@@ -205,32 +205,32 @@ func (s *AdminServer) CreateClient(ctx context.Context, req *enrollv1.CreateClie
 	pc := req.GetClient()
 	role, err := auth.ParseRole(strings.TrimPrefix(pc.GetRole().String(), "ROLE_"))
 	if err != nil || pc.GetRole() == enrollv1.Role_ROLE_UNSPECIFIED {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("client.role must be ROLE_ADMIN, ROLE_PARTNER or ROLE_FINANCE"))
+		return nil, enrollment.Invalidf("client.role must be ROLE_ADMIN, ROLE_PARTNER or ROLE_FINANCE")
 	}
 	var partnerID string
 	switch {
 	case role == auth.RolePartner:
 		if partnerID, err = parseName("client.partner", pc.GetPartner(), "partners"); err != nil {
-			return nil, s.toStatus(ctx, enrollment.Invalidf("client.partner is required for ROLE_PARTNER and must look like partners/{id}"))
+			return nil, enrollment.Invalidf("client.partner is required for ROLE_PARTNER and must look like partners/{id}")
 		}
 	case pc.GetPartner() != "":
-		return nil, s.toStatus(ctx, enrollment.Invalidf("client.partner is only allowed for ROLE_PARTNER"))
+		return nil, enrollment.Invalidf("client.partner is only allowed for ROLE_PARTNER")
 	}
 	id, err := auth.NewClientID("cli_")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	secret, err := auth.NewClientSecret()
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	hash, err := auth.HashSecret(secret)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	c := &enrollment.Client{ID: id, Role: string(role), PartnerID: partnerID, DisplayName: strings.TrimSpace(pc.GetDisplayName()), SecretHash: hash, CreateTime: s.now()}
 	if err := s.Store.CreateClient(ctx, c); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	out := &enrollv1.Client{Name: clientName(id), Role: pc.GetRole(), DisplayName: c.DisplayName, CreateTime: ts(c.CreateTime)}
 	if partnerID != "" {

@@ -22,29 +22,29 @@ var errBadCredentials = enrollment.Unauthenticatedf("invalid client credentials"
 // Token exchanges client credentials for an access token.
 func (s *AuthServer) Token(ctx context.Context, req *enrollv1.TokenRequest) (*enrollv1.TokenResponse, error) {
 	if req.GetGrantType() != "client_credentials" {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("grant_type must be client_credentials"))
+		return nil, enrollment.Invalidf("grant_type must be client_credentials")
 	}
 	if req.GetClientId() == "" || req.GetClientSecret() == "" {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("client_id and client_secret are required"))
+		return nil, enrollment.Invalidf("client_id and client_secret are required")
 	}
 	c, err := s.Store.GetClient(ctx, req.GetClientId())
 	if err != nil {
 		if isNotFoundErr(err) {
 			auth.VerifyUnknownClient(req.GetClientSecret())
-			return nil, s.toStatus(ctx, errBadCredentials)
+			return nil, errBadCredentials
 		}
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	ok, err := auth.VerifySecret(c.SecretHash, req.GetClientSecret())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if !ok {
-		return nil, s.toStatus(ctx, errBadCredentials)
+		return nil, errBadCredentials
 	}
 	tok, exp, err := s.Tokens.Issue(auth.Principal{ClientID: c.ID, Role: auth.Role(c.Role), PartnerID: c.PartnerID})
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.TokenResponse{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int64(exp.Sub(s.Clock.Now()).Round(time.Second) / time.Second)}, nil
 }

@@ -16,11 +16,11 @@ import (
 func (s *ReportingServer) Recount(ctx context.Context, req *enrollv1.RecountRequest) (*enrollv1.RecountResponse, error) {
 	incidentID, err := parseName("incident", req.GetIncident(), "incidents")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	diffs, checked, err := s.differences(ctx, incidentID)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.RecountResponse{Differences: diffs, CountersChecked: checked}, nil
 }
@@ -30,14 +30,14 @@ func (s *ReportingServer) Recount(ctx context.Context, req *enrollv1.RecountRequ
 func (s *ReportingServer) RepairCounters(ctx context.Context, req *enrollv1.RepairCountersRequest) (*enrollv1.RepairCountersResponse, error) {
 	incidentID, err := parseName("incident", req.GetIncident(), "incidents")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	diffs, _, err := s.differences(ctx, incidentID)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if err := s.Store.RepairCounters(ctx, incidentID); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.RepairCountersResponse{Repaired: diffs}, nil
 }
@@ -90,11 +90,11 @@ func monthRange(month string) (time.Time, time.Time, error) {
 func (s *ReportingServer) GetBillableMonths(ctx context.Context, req *enrollv1.GetBillableMonthsRequest) (*enrollv1.GetBillableMonthsResponse, error) {
 	partnerID, start, end, err := s.billableScope(ctx, req.GetPartner(), req.GetMonth())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	n, err := s.Store.CountBillable(ctx, partnerID, start, end)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.GetBillableMonthsResponse{MemberMonths: n}, nil
 }
@@ -120,7 +120,7 @@ func (s *ReportingServer) ExportBillable(req *enrollv1.ExportBillableRequest, st
 	ctx := stream.Context()
 	partnerID, start, end, err := s.billableScope(ctx, req.GetPartner(), req.GetMonth())
 	if err != nil {
-		return s.toStatus(ctx, err)
+		return err
 	}
 	var b strings.Builder
 	b.WriteString("enrollment,member_id,incident,activate_time,end_time\n")
@@ -128,7 +128,7 @@ func (s *ReportingServer) ExportBillable(req *enrollv1.ExportBillableRequest, st
 	for {
 		rows, err := s.Store.ListBillable(ctx, partnerID, start, end, after, exportPageSize)
 		if err != nil {
-			return s.toStatus(ctx, err)
+			return err
 		}
 		for _, r := range rows {
 			fmt.Fprintf(&b, "%s,%s,%s,%s,%s\n", enrollmentName(r.EnrollmentID), csvSafe(r.MemberID), incidentName(r.IncidentID),

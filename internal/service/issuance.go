@@ -41,27 +41,27 @@ func (s *AdminServer) ImportSubjects(stream enrollv1.AdminService_ImportSubjects
 			return err
 		}
 		if err := imp.accept(ctx, req); err != nil {
-			return s.toStatus(ctx, err)
+			return err
 		}
 		if imp.full() {
 			if err := imp.flush(ctx); err != nil {
-				return s.toStatus(ctx, err)
+				return err
 			}
 		}
 		if imp.resp.Stopped {
 			// The rows before the stop are kept, as the contract promises; a rerun of the
 			// file skips them as unchanged.
 			if err := imp.finish(ctx); err != nil {
-				return s.toStatus(ctx, err)
+				return err
 			}
 			return stream.SendAndClose(imp.resp)
 		}
 	}
 	if imp.incidentID == "" {
-		return s.toStatus(ctx, enrollment.Invalidf("send at least one message with parent set to incidents/{incident}"))
+		return enrollment.Invalidf("send at least one message with parent set to incidents/{incident}")
 	}
 	if err := imp.finish(ctx); err != nil {
-		return s.toStatus(ctx, err)
+		return err
 	}
 	return stream.SendAndClose(imp.resp)
 }
@@ -230,21 +230,21 @@ func (s *AdminServer) subjectRow(line int64, r *enrollv1.SubjectRecord) (enrollm
 func (s *AdminServer) IssueCodes(ctx context.Context, req *enrollv1.IssueCodesRequest) (*enrollv1.IssueCodesResponse, error) {
 	p, err := principal(ctx)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	cohorts, err := s.issueScope(ctx, req)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	in, err := s.Store.GetIncident(ctx, cohorts[0].IncidentID)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &enrollv1.IssueCodesResponse{}
 	for i, c := range cohorts {
 		secret, err := enrollcodes.NewBatchSecret()
 		if err != nil {
-			return nil, s.toStatus(ctx, err)
+			return nil, err
 		}
 		now := s.now()
 		b := &enrollment.Batch{
@@ -255,10 +255,10 @@ func (s *AdminServer) IssueCodes(ctx context.Context, req *enrollv1.IssueCodesRe
 			MasterKeyID: s.MasterKey.ID(), LookupKeyID: s.Keyring.Current(),
 		}
 		if b.WrappedSecret, err = s.MasterKey.Wrap(secret, []byte(b.ID)); err != nil {
-			return nil, s.toStatus(ctx, err)
+			return nil, err
 		}
 		if err := s.Store.CreateBatch(ctx, b); err != nil {
-			return nil, s.toStatus(ctx, err)
+			return nil, err
 		}
 		resp.Batches = append(resp.Batches, batchToProto(b))
 	}
@@ -321,17 +321,17 @@ func (s *AdminServer) ListBatches(ctx context.Context, req *enrollv1.ListBatches
 	if req.GetIncident() != "" {
 		id, err := parseName("incident", req.GetIncident(), "incidents")
 		if err != nil {
-			return nil, s.toStatus(ctx, err)
+			return nil, err
 		}
 		incidentID = id
 	}
 	size, before, err := page(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	list, err := s.Store.ListBatches(ctx, incidentID, before, size)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &enrollv1.ListBatchesResponse{}
 	for _, b := range list {
@@ -347,11 +347,11 @@ func (s *AdminServer) ListBatches(ctx context.Context, req *enrollv1.ListBatches
 func (s *AdminServer) GetBatch(ctx context.Context, req *enrollv1.GetBatchRequest) (*enrollv1.GetBatchResponse, error) {
 	id, err := parseName("name", req.GetName(), "batches")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	b, err := s.Store.GetBatch(ctx, id)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.GetBatchResponse{Batch: batchToProto(b)}, nil
 }
@@ -362,27 +362,27 @@ func (s *AdminServer) ExportBatchCodes(req *enrollv1.ExportBatchCodesRequest, st
 	ctx := stream.Context()
 	id, err := parseName("name", req.GetName(), "batches")
 	if err != nil {
-		return s.toStatus(ctx, err)
+		return err
 	}
 	b, err := s.Store.GetBatch(ctx, id)
 	if err != nil {
-		return s.toStatus(ctx, err)
+		return err
 	}
 	if b.WrappedSecret == nil {
-		return s.toStatus(ctx, enrollment.FailedPreconditionf("the export of batch %s was purged; the codes can no longer be produced (reissue codes to the affected subjects instead)", id))
+		return enrollment.FailedPreconditionf("the export of batch %s was purged; the codes can no longer be produced (reissue codes to the affected subjects instead)", id)
 	}
 	if b.State == enrollment.BatchRunning {
-		return s.toStatus(ctx, enrollment.FailedPreconditionf("batch %s is still running; export it once it has SUCCEEDED", id))
+		return enrollment.FailedPreconditionf("batch %s is still running; export it once it has SUCCEEDED", id)
 	}
 	secret, err := s.MasterKey.Unwrap(b.WrappedSecret, []byte(b.ID))
 	if err != nil {
-		return s.toStatus(ctx, err)
+		return err
 	}
 	var after int64
 	for {
 		rows, err := s.Store.ListBatchCodes(ctx, id, after, exportPageSize)
 		if err != nil {
-			return s.toStatus(ctx, err)
+			return err
 		}
 		if len(rows) == 0 {
 			return nil
@@ -392,7 +392,7 @@ func (s *AdminServer) ExportBatchCodes(req *enrollv1.ExportBatchCodesRequest, st
 			c := enrollcodes.Derive(secret, r.SubjectID, r.Attempt)
 			sum, err := s.Keyring.Sum(r.KeyID, c)
 			if err != nil || !bytes.Equal(sum, r.HMAC) {
-				return s.toStatus(ctx, errExportIntegrity)
+				return errExportIntegrity
 			}
 			resp.Codes = append(resp.Codes, &enrollv1.ExportedCode{
 				ExternalRef: r.ExternalRef, Cohort: r.CohortID, Code: c.String(), RedeemByTime: ts(r.RedeemBy),
@@ -417,11 +417,11 @@ var errExportIntegrity = exportIntegrityError{}
 func (s *AdminServer) PurgeBatchExport(ctx context.Context, req *enrollv1.PurgeBatchExportRequest) (*enrollv1.PurgeBatchExportResponse, error) {
 	id, err := parseName("name", req.GetName(), "batches")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	b, err := s.Store.PurgeBatchSecret(ctx, id, s.now())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.PurgeBatchExportResponse{Batch: batchToProto(b)}, nil
 }
@@ -430,15 +430,15 @@ func (s *AdminServer) PurgeBatchExport(ctx context.Context, req *enrollv1.PurgeB
 func (s *AdminServer) RevokeCode(ctx context.Context, req *enrollv1.RevokeCodeRequest) (*enrollv1.RevokeCodeResponse, error) {
 	incidentID, ref, err := parseChildName("subject", req.GetSubject(), "incidents", "subjects")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	reason := strings.TrimSpace(req.GetReason())
 	if reason == "" || len(reason) > 500 {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("reason is required (at most 500 characters)"))
+		return nil, enrollment.Invalidf("reason is required (at most 500 characters)")
 	}
 	c, err := s.Store.RevokeCode(ctx, incidentID, ref, reason, s.now())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.RevokeCodeResponse{State: codeStateToProto(c.State), RevokeTime: ts(c.RevokeTime)}, nil
 }

@@ -16,23 +16,23 @@ import (
 func (s *AdminServer) ReissueCode(ctx context.Context, req *enrollv1.ReissueCodeRequest) (*enrollv1.ReissueCodeResponse, error) {
 	incidentID, ref, err := parseChildName("subject", req.GetSubject(), "incidents", "subjects")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	reason := strings.TrimSpace(req.GetReason())
 	if reason == "" || len(reason) > 500 {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("reason is required (at most 500 characters)"))
+		return nil, enrollment.Invalidf("reason is required (at most 500 characters)")
 	}
 	p, err := principal(ctx)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	in, err := s.Store.GetIncident(ctx, incidentID)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	secret, err := enrollcodes.NewBatchSecret()
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	now := s.now()
 	b := &enrollment.Batch{
@@ -40,15 +40,15 @@ func (s *AdminServer) ReissueCode(ctx context.Context, req *enrollv1.ReissueCode
 		MasterKeyID: s.MasterKey.ID(), LookupKeyID: s.Keyring.Current(),
 	}
 	if b.WrappedSecret, err = s.MasterKey.Wrap(secret, []byte(b.ID)); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	mint, err := issuance.Minter(s.Keyring, b.LookupKeyID, secret)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	got, err := s.Store.ReissueCode(ctx, incidentID, ref, reason, b, now, mint)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.ReissueCodeResponse{Batch: batchToProto(got), RevokeTime: ts(now)}, nil
 }
@@ -57,23 +57,23 @@ func (s *AdminServer) ReissueCode(ctx context.Context, req *enrollv1.ReissueCode
 func (s *RedemptionServer) CancelOwnEnrollment(ctx context.Context, req *enrollv1.CancelOwnEnrollmentRequest) (*enrollv1.CancelOwnEnrollmentResponse, error) {
 	code, err := enrollcodes.Parse(req.GetCode())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	reason := strings.TrimSpace(req.GetReason())
 	if len(reason) > 500 {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("reason must be at most 500 characters"))
+		return nil, enrollment.Invalidf("reason must be at most 500 characters")
 	}
 	v, err := s.Store.LookupCode(ctx, s.digests(code))
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if v.EnrollmentID == "" {
-		return nil, s.toStatus(ctx, enrollment.FailedPreconditionf("this code has not been redeemed, so there is no enrollment to cancel"))
+		return nil, enrollment.FailedPreconditionf("this code has not been redeemed, so there is no enrollment to cancel")
 	}
 	now := s.now()
 	e, err := s.Store.CancelEnrollment(ctx, v.EnrollmentID, "", "cancelled by the member: "+reason, now)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.CancelOwnEnrollmentResponse{Enrollment: enrollmentToProto(e, now, false)}, nil
 }
@@ -93,10 +93,10 @@ func (s *RedemptionServer) RequestCodeResend(ctx context.Context, req *enrollv1.
 		Phone: req.GetPhone(), PostalCode: req.GetPostalCode(),
 	})
 	if err != nil {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("%s", err.Error()))
+		return nil, enrollment.Invalidf("%s", err.Error())
 	}
 	if err := s.Store.RecordResendRequest(ctx, key, s.now()); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if wait := resendFloor - time.Since(start); wait > 0 {
 		select {
@@ -111,12 +111,12 @@ func (s *RedemptionServer) RequestCodeResend(ctx context.Context, req *enrollv1.
 func (s *PartnerServer) ListEnrollmentEvents(ctx context.Context, req *enrollv1.ListEnrollmentEventsRequest) (*enrollv1.ListEnrollmentEventsResponse, error) {
 	partnerID, err := s.partnerID(ctx)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0 || req.GetAfterSequence() < 0:
-		return nil, s.toStatus(ctx, enrollment.Invalidf("page_size and after_sequence must not be negative"))
+		return nil, enrollment.Invalidf("page_size and after_sequence must not be negative")
 	case size == 0:
 		size = 100
 	case size > maxPageSize:
@@ -124,7 +124,7 @@ func (s *PartnerServer) ListEnrollmentEvents(ctx context.Context, req *enrollv1.
 	}
 	events, err := s.Store.ListPartnerEvents(ctx, partnerID, req.GetAfterSequence(), size)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &enrollv1.ListEnrollmentEventsResponse{LastSequence: req.GetAfterSequence()}
 	for _, e := range events {

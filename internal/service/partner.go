@@ -31,18 +31,18 @@ func (s *PartnerServer) partnerID(ctx context.Context) (string, error) {
 func (s *PartnerServer) VerifyCode(ctx context.Context, req *enrollv1.VerifyCodeRequest) (*enrollv1.VerifyCodeResponse, error) {
 	partnerID, err := s.partnerID(ctx)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	code, err := enrollcodes.Parse(req.GetCode())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	v, err := s.Store.LookupCode(ctx, s.digests(code))
 	if err == nil && v.Partner.ID != partnerID {
 		err = enrollment.NotFoundf("no such code; check the code in your letter and try again")
 	}
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &enrollv1.VerifyCodeResponse{
 		State:          codeStateToProto(v.Code.StateAt(s.now())),
@@ -63,20 +63,20 @@ func (s *PartnerServer) VerifyCode(ctx context.Context, req *enrollv1.VerifyCode
 func (s *PartnerServer) ActivateEnrollment(ctx context.Context, req *enrollv1.ActivateEnrollmentRequest) (*enrollv1.ActivateEnrollmentResponse, error) {
 	partnerID, err := s.partnerID(ctx)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	id, err := parseName("name", req.GetName(), "enrollments")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	member := strings.TrimSpace(req.GetMemberId())
 	if err := enrollment.ValidateMemberID(member); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	now := s.now()
 	e, err := s.Store.ActivateEnrollment(ctx, id, partnerID, member, now)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.ActivateEnrollmentResponse{Enrollment: enrollmentToProto(e, now, true)}, nil
 }
@@ -85,15 +85,15 @@ func (s *PartnerServer) ActivateEnrollment(ctx context.Context, req *enrollv1.Ac
 func (s *PartnerServer) GetEnrollment(ctx context.Context, req *enrollv1.GetEnrollmentRequest) (*enrollv1.GetEnrollmentResponse, error) {
 	partnerID, err := s.partnerID(ctx)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	id, err := parseName("name", req.GetName(), "enrollments")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	e, err := s.Store.GetEnrollment(ctx, id, partnerID)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.GetEnrollmentResponse{Enrollment: enrollmentToProto(e, s.now(), true)}, nil
 }
@@ -102,18 +102,18 @@ func (s *PartnerServer) GetEnrollment(ctx context.Context, req *enrollv1.GetEnro
 func (s *PartnerServer) ListEnrollments(ctx context.Context, req *enrollv1.ListEnrollmentsRequest) (*enrollv1.ListEnrollmentsResponse, error) {
 	partnerID, err := s.partnerID(ctx)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	size, after, err := page(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if _, known := enrollv1.EnrollmentState_name[int32(req.GetState())]; !known {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("state is not a known enrollment state"))
+		return nil, enrollment.Invalidf("state is not a known enrollment state")
 	}
 	list, err := s.Store.ListEnrollments(ctx, partnerID, after, enrollmentStateFromProto(req.GetState()), size)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	now := s.now()
 	resp := &enrollv1.ListEnrollmentsResponse{}
@@ -130,20 +130,20 @@ func (s *PartnerServer) ListEnrollments(ctx context.Context, req *enrollv1.ListE
 func (s *PartnerServer) CancelEnrollment(ctx context.Context, req *enrollv1.CancelEnrollmentRequest) (*enrollv1.CancelEnrollmentResponse, error) {
 	partnerID, err := s.partnerID(ctx)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	id, err := parseName("name", req.GetName(), "enrollments")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	reason := strings.TrimSpace(req.GetReason())
 	if len(reason) > 500 {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("reason must be at most 500 characters"))
+		return nil, enrollment.Invalidf("reason must be at most 500 characters")
 	}
 	now := s.now()
 	e, err := s.Store.CancelEnrollment(ctx, id, partnerID, reason, now)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.CancelEnrollmentResponse{Enrollment: enrollmentToProto(e, now, true)}, nil
 }

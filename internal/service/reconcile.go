@@ -48,18 +48,18 @@ func (s *ReportingServer) ReconcileInvoice(stream enrollv1.ReportingService_Reco
 			return err
 		}
 		if err := r.accept(ctx, req); err != nil {
-			return s.toStatus(ctx, err)
+			return err
 		}
 	}
 	if r.runID == "" {
-		return s.toStatus(ctx, enrollment.Invalidf("send at least one message with partner (partners/{partner}) and month (YYYY-MM)"))
+		return enrollment.Invalidf("send at least one message with partner (partners/{partner}) and month (YYYY-MM)")
 	}
 	if err := r.flush(ctx); err != nil {
-		return s.toStatus(ctx, err)
+		return err
 	}
 	resp, err := r.answer(ctx)
 	if err != nil {
-		return s.toStatus(ctx, err)
+		return err
 	}
 	return stream.SendAndClose(resp)
 }

@@ -21,11 +21,11 @@ type RedemptionServer struct {
 func (s *RedemptionServer) CheckCode(ctx context.Context, req *enrollv1.CheckCodeRequest) (*enrollv1.CheckCodeResponse, error) {
 	code, err := enrollcodes.Parse(req.GetCode())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	v, err := s.Store.LookupCode(ctx, s.digests(code))
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &enrollv1.CheckCodeResponse{
 		State:              codeStateToProto(v.Code.StateAt(s.now())),
@@ -47,12 +47,12 @@ func (s *RedemptionServer) CheckCode(ctx context.Context, req *enrollv1.CheckCod
 func (s *RedemptionServer) RedeemCode(ctx context.Context, req *enrollv1.RedeemCodeRequest) (*enrollv1.RedeemCodeResponse, error) {
 	code, err := enrollcodes.Parse(req.GetCode())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	now := s.now()
 	e, v, err := s.Store.RedeemCode(ctx, s.digests(code), newID(), now)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	return &enrollv1.RedeemCodeResponse{
 		Enrollment:  enrollmentToProto(e, now, false),
@@ -64,18 +64,18 @@ func (s *RedemptionServer) RedeemCode(ctx context.Context, req *enrollv1.RedeemC
 func (s *RedemptionServer) GetEnrollmentStatus(ctx context.Context, req *enrollv1.GetEnrollmentStatusRequest) (*enrollv1.GetEnrollmentStatusResponse, error) {
 	code, err := enrollcodes.Parse(req.GetCode())
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	v, err := s.Store.LookupCode(ctx, s.digests(code))
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	now := s.now()
 	resp := &enrollv1.GetEnrollmentStatusResponse{CodeState: codeStateToProto(v.Code.StateAt(now))}
 	if v.EnrollmentID != "" {
 		e, err := s.Store.GetEnrollment(ctx, v.EnrollmentID, "")
 		if err != nil {
-			return nil, s.toStatus(ctx, err)
+			return nil, err
 		}
 		resp.Enrollment = enrollmentToProto(e, now, false)
 		resp.NextStepUri = nextStep(v.Partner, e.ID)

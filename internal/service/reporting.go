@@ -18,18 +18,18 @@ type ReportingServer struct {
 func (s *ReportingServer) GetCounts(ctx context.Context, req *enrollv1.GetCountsRequest) (*enrollv1.GetCountsResponse, error) {
 	incidentID, err := parseName("incident", req.GetIncident(), "incidents")
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	if _, err := s.Store.GetIncident(ctx, incidentID); err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	from, to := req.GetFromDay(), req.GetToDay()
 	if (from == "") != (to == "") {
-		return nil, s.toStatus(ctx, enrollment.Invalidf("set both from_day and to_day (YYYY-MM-DD) for daily counts, or neither"))
+		return nil, enrollment.Invalidf("set both from_day and to_day (YYYY-MM-DD) for daily counts, or neither")
 	}
 	for _, d := range []string{from, to} {
 		if _, err := time.Parse(time.DateOnly, d); d != "" && err != nil {
-			return nil, s.toStatus(ctx, enrollment.Invalidf("from_day and to_day must look like 2026-10-31"))
+			return nil, enrollment.Invalidf("from_day and to_day must look like 2026-10-31")
 		}
 	}
 	// Daily rows grow with the incident's age: read them only when asked for.
@@ -39,7 +39,7 @@ func (s *ReportingServer) GetCounts(ctx context.Context, req *enrollv1.GetCounts
 	}
 	rows, err := read(ctx, incidentID)
 	if err != nil {
-		return nil, s.toStatus(ctx, err)
+		return nil, err
 	}
 	resp := &enrollv1.GetCountsResponse{
 		Incident: incidentName(incidentID), Codes: &enrollv1.CodeCounts{},
@@ -104,13 +104,13 @@ func addEnrollment(c *enrollv1.EnrollmentCounts, s enrollment.EnrollmentState, n
 func (s *ReportingServer) ExportAudit(req *enrollv1.ExportAuditRequest, stream enrollv1.ReportingService_ExportAuditServer) error {
 	ctx := stream.Context()
 	if req.GetAfterSequence() < 0 {
-		return s.toStatus(ctx, enrollment.Invalidf("after_sequence must not be negative"))
+		return enrollment.Invalidf("after_sequence must not be negative")
 	}
 	after := req.GetAfterSequence()
 	for {
 		entries, err := s.Store.ListAudit(ctx, after, exportPageSize)
 		if err != nil {
-			return s.toStatus(ctx, err)
+			return err
 		}
 		if len(entries) == 0 {
 			return nil

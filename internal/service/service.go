@@ -1,6 +1,7 @@
 // Package service implements the gRPC services: it turns requests into domain calls and
-// domain results into responses, and maps domain errors to gRPC status codes in one place
-// (toStatus). It holds no state of its own beyond its dependencies.
+// domain results into responses. Handlers return domain errors; the innermost link of the
+// interceptor chain (ErrorMapping, errors.go) maps them to gRPC status codes in one place.
+// It holds no state of its own beyond its dependencies.
 package service
 
 import (
@@ -15,15 +16,12 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/idprotect/enroll/internal/auth"
 	"github.com/idprotect/enroll/internal/clock"
 	enrollcodes "github.com/idprotect/enroll/internal/codes"
 	"github.com/idprotect/enroll/internal/enrollment"
 	"github.com/idprotect/enroll/internal/identity"
-	"github.com/idprotect/enroll/internal/requestid"
 	"github.com/idprotect/enroll/internal/store"
 )
 
@@ -69,46 +67,6 @@ type base struct{ Deps }
 // now is the injected clock truncated to microseconds, the precision PostgreSQL keeps, so a
 // value written and read back compares equal on both engines.
 func (b *base) now() time.Time { return b.Clock.Now().UTC().Truncate(time.Microsecond) }
-
-// toStatus maps an error to a gRPC status. Domain errors keep their caller-facing message;
-// anything unexpected is logged with the request id and hidden behind a generic message.
-func (b *base) toStatus(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok && !isDomain(err) {
-		return err
-	}
-	var code codes.Code
-	switch {
-	case errors.Is(err, enrollcodes.ErrMalformed):
-		// A typo, not a guess: said plainly, and nothing was looked up.
-		return status.Error(codes.InvalidArgument, "check the code: "+strings.TrimPrefix(err.Error(), "codes: "))
-	case errors.Is(err, enrollment.ErrInvalidArgument):
-		code = codes.InvalidArgument
-	case errors.Is(err, enrollment.ErrNotFound):
-		code = codes.NotFound
-	case errors.Is(err, enrollment.ErrAlreadyExists):
-		code = codes.AlreadyExists
-	case errors.Is(err, enrollment.ErrFailedPrecondition):
-		code = codes.FailedPrecondition
-	case errors.Is(err, enrollment.ErrPermissionDenied):
-		code = codes.PermissionDenied
-	case errors.Is(err, enrollment.ErrUnauthenticated):
-		code = codes.Unauthenticated
-	case errors.Is(err, enrollment.ErrUnavailable):
-		code = codes.Unavailable
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "request cancelled")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	default:
-		id := requestid.From(ctx)
-		b.Logger.ErrorContext(ctx, "internal error", "request_id", id, "err", err)
-		return status.Errorf(codes.Internal, "internal error; quote request id %s when reporting it", id)
-	}
-	return status.Error(code, err.Error())
-}
 
 func isDomain(err error) bool {
 	var de *enrollment.Error
