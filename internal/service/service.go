@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-
 	"github.com/idprotect/enroll/internal/auth"
 	"github.com/idprotect/enroll/internal/clock"
 	enrollcodes "github.com/idprotect/enroll/internal/codes"
